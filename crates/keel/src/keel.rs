@@ -1,0 +1,266 @@
+//! The runtime handle: the database pool, the configuration, the services.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Schema};
+
+use crate::config::{KeelConfig, PoolConfig, Secret};
+use crate::query::token::TokenSigner;
+use crate::query::{PageConfig, QueryLimits};
+use crate::{BaseService, Error, Resource, Result};
+
+/// The entry point: owns the connection pool and hands out services.
+///
+/// Cloning is cheap (an `Arc`); every clone shares the pool.
+///
+/// ```no_run
+/// # async fn demo() -> keel::Result<()> {
+/// let keel = keel::Keel::from_env().await?; // DATABASE_URL, or a SQLite file
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Keel {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: DatabaseConnection,
+    config: KeelConfig,
+    signer: TokenSigner,
+}
+
+impl Keel {
+    /// Connects with [`KeelConfig::from_env`].
+    pub async fn from_env() -> Result<Keel> {
+        Keel::connect(KeelConfig::from_env()?).await
+    }
+
+    /// A builder, starting from the defaults (SQLite file `keel.db`).
+    pub fn builder() -> KeelBuilder {
+        KeelBuilder {
+            config: KeelConfig::new(crate::config::DEFAULT_DATABASE_URL),
+        }
+    }
+
+    /// Connects with `config`. An unreachable database is `UNAVAILABLE`.
+    pub async fn connect(config: KeelConfig) -> Result<Keel> {
+        config.check()?;
+        let db = Database::connect(connect_options(&config))
+            .await
+            .map_err(Error::from)?;
+        Ok(Keel::from_connection(db, config))
+    }
+
+    /// Wraps a connection the application already has. The pool settings of
+    /// `config` are not applied to it.
+    pub fn from_connection(db: DatabaseConnection, config: KeelConfig) -> Keel {
+        let signer = match &config.page_token_secret {
+            Some(secret) => TokenSigner::new(secret.expose()),
+            None => {
+                let mut key = [0u8; 32];
+                getrandom::fill(&mut key).expect("the operating system provides random bytes");
+                tracing::warn!(
+                    "KEEL_PAGE_TOKEN_SECRET is not set: page tokens are signed with a random key \
+                     and work only on this instance until it restarts"
+                );
+                TokenSigner::new(&key)
+            }
+        };
+        Keel {
+            inner: Arc::new(Inner { db, config, signer }),
+        }
+    }
+
+    /// The service of resource `E`.
+    pub fn service<E: Resource>(&self) -> BaseService<E> {
+        BaseService::new(self.clone())
+    }
+
+    /// The database connection pool.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.inner.db
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> DbBackend {
+        self.inner.db.get_database_backend()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &KeelConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn signer(&self) -> &TokenSigner {
+        &self.inner.signer
+    }
+
+    /// Creates the table of entity `E` (and its indexes) if it does not exist,
+    /// from the entity definition. Handy for examples and tests; use
+    /// migrations in production.
+    pub async fn create_table<E: sea_orm::EntityTrait>(&self, entity: E) -> Result<()> {
+        let backend = self.backend();
+        let schema = Schema::new(backend);
+        let mut table = schema.create_table_from_entity(entity);
+        table.if_not_exists();
+        self.db().execute(&table).await.map_err(Error::from)?;
+        for mut index in schema.create_index_from_entity(entity) {
+            index.if_not_exists();
+            self.db().execute(&index).await.map_err(Error::from)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) -> Result<()> {
+        self.inner.db.clone().close().await.map_err(Error::from)
+    }
+}
+
+fn connect_options(config: &KeelConfig) -> ConnectOptions {
+    let PoolConfig {
+        max_connections,
+        min_connections,
+        acquire_timeout,
+        idle_timeout,
+        test_before_acquire,
+    } = config.pool.clone();
+    let url = config.database_url.as_str();
+    // An in-memory SQLite database lives as long as its connection and is
+    // private to it: keep exactly one connection, forever.
+    let in_memory =
+        url.starts_with("sqlite:") && url.contains(":memory:") || url.contains("mode=memory");
+    let (max, min, idle) = if in_memory {
+        (1, 1, None)
+    } else {
+        (max_connections, min_connections, idle_timeout)
+    };
+    let mut options = ConnectOptions::new(url);
+    options
+        .max_connections(max)
+        .min_connections(min)
+        .acquire_timeout(acquire_timeout)
+        .connect_timeout(acquire_timeout)
+        .test_before_acquire(test_before_acquire)
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true)
+        });
+    if let Some(idle) = idle {
+        options.idle_timeout(idle);
+    }
+    if in_memory {
+        options.max_lifetime(None::<Duration>);
+    }
+    options
+}
+
+/// Builds a [`Keel`] step by step.
+///
+/// ```no_run
+/// # async fn demo() -> keel::Result<()> {
+/// let keel = keel::Keel::builder()
+///     .database_url("postgres://postgres@127.0.0.1:5432/shop")
+///     .max_connections(16)
+///     .page_token_secret("change me")
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct KeelBuilder {
+    config: KeelConfig,
+}
+
+impl KeelBuilder {
+    /// Starts from an existing configuration (for instance [`KeelConfig::from_env`]).
+    pub fn from_config(config: KeelConfig) -> Self {
+        KeelBuilder { config }
+    }
+
+    /// The database URL.
+    #[must_use]
+    pub fn database_url(mut self, url: impl Into<String>) -> Self {
+        self.config.database_url = url.into();
+        self
+    }
+
+    /// Pool size.
+    #[must_use]
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.config.pool.max_connections = n;
+        self
+    }
+
+    /// Idle connections kept.
+    #[must_use]
+    pub fn min_connections(mut self, n: u32) -> Self {
+        self.config.pool.min_connections = n;
+        self
+    }
+
+    /// How long to wait for a free connection.
+    #[must_use]
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.config.pool.acquire_timeout = timeout;
+        self
+    }
+
+    /// Idle connection lifetime (`None`: forever).
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.pool.idle_timeout = timeout;
+        self
+    }
+
+    /// Ping each connection taken from the pool (default off).
+    #[must_use]
+    pub fn test_before_acquire(mut self, ping: bool) -> Self {
+        self.config.pool.test_before_acquire = ping;
+        self
+    }
+
+    /// Page-size bounds.
+    #[must_use]
+    pub fn page(mut self, page: PageConfig) -> Self {
+        self.config.page = page;
+        self
+    }
+
+    /// Filter size bounds.
+    #[must_use]
+    pub fn limits(mut self, limits: QueryLimits) -> Self {
+        self.config.limits = limits;
+        self
+    }
+
+    /// The page-token signing key.
+    #[must_use]
+    pub fn page_token_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.config.page_token_secret = Some(Secret::new(secret));
+        self
+    }
+
+    /// Retries of a write that lost a race.
+    #[must_use]
+    pub fn write_retries(mut self, retries: usize) -> Self {
+        self.config.write_retries = retries;
+        self
+    }
+
+    /// The configuration built so far.
+    pub fn config(&self) -> &KeelConfig {
+        &self.config
+    }
+
+    /// Connects.
+    pub async fn connect(self) -> Result<Keel> {
+        Keel::connect(self.config).await
+    }
+}

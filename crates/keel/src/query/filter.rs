@@ -1,0 +1,581 @@
+//! The typed filter AST and its parser (a subset of Google AIP-160).
+//!
+//! Grammar, with AIP-160's precedence (`OR` binds tighter than `AND`):
+//!
+//! ```text
+//! filter     := expression?
+//! expression := sequence ("AND" sequence)*
+//! sequence   := factor ("OR" factor)*
+//! factor     := ("NOT" | "-") factor | term
+//! term       := "(" expression ")" | comparison
+//! comparison := FIELD ("=" | "!=" | "<" | "<=" | ">" | ">=" | ":") value
+//! value      := STRING | NUMBER | "true" | "false" | "null"
+//! ```
+//!
+//! Strings are quoted with `"` or `'` (escapes: `\\ \" \' \n \t \r`);
+//! timestamps are RFC 3339 strings and UUIDs are strings. `:` on a text field
+//! is a case-insensitive substring match. `= null` / `!= null` test for NULL.
+//! An ordering comparison never matches NULL.
+
+use std::fmt;
+
+use sea_orm::sea_query::{Condition, Expr, ExprTrait, Func, LikeExpr};
+use sea_orm::{ColumnTrait, EntityTrait, Value};
+
+use super::lexer::{Comparator, Token, TokenKind, err, tokenize};
+use crate::resource::value::{self, FieldType};
+use crate::{Error, Field, Resource};
+
+/// Bounds on the size of a filter, so a request cannot make the database do unbounded work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueryLimits {
+    /// Longest filter text, in characters (default 2048).
+    pub max_filter_length: usize,
+    /// Most comparisons in one filter (default 32).
+    pub max_clauses: usize,
+    /// Deepest nesting of parentheses and `NOT` (default 8).
+    pub max_depth: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits {
+            max_filter_length: 2048,
+            max_clauses: 32,
+            max_depth: 8,
+        }
+    }
+}
+
+/// A literal as written in a filter.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Literal {
+    /// `null`
+    Null,
+    /// `true` / `false`
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A number with a fraction or exponent.
+    Float(f64),
+    /// A quoted string (also timestamps, dates and UUIDs).
+    Str(String),
+}
+
+impl fmt::Display for Literal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Literal::Null => f.write_str("null"),
+            Literal::Bool(b) => write!(f, "{b}"),
+            Literal::Int(n) => write!(f, "{n}"),
+            Literal::Float(x) => write!(f, "{x:?}"),
+            Literal::Str(s) => write!(f, "{}", serde_json::Value::String(s.clone())),
+        }
+    }
+}
+
+/// One `field op value` test, checked against the resource's allow-list.
+pub struct Comparison<E: EntityTrait> {
+    /// The field, from the resource's [`FIELDS`](Resource::FIELDS).
+    pub field: &'static Field<E>,
+    /// The operator.
+    pub op: Comparator,
+    /// The literal as written.
+    pub literal: Literal,
+    /// The literal converted to the column's type, bound as a parameter.
+    value: Value,
+}
+
+impl<E: EntityTrait> Clone for Comparison<E> {
+    fn clone(&self) -> Self {
+        Comparison {
+            field: self.field,
+            op: self.op,
+            literal: self.literal.clone(),
+            value: self.value.clone(),
+        }
+    }
+}
+
+impl<E: EntityTrait> fmt::Debug for Comparison<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl<E: EntityTrait> fmt::Display for Comparison<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} {}",
+            self.field.name,
+            self.op.symbol(),
+            self.literal
+        )
+    }
+}
+
+/// A parsed, type-checked filter over resource `E`.
+///
+/// ```
+/// # use keel::query::Filter;
+/// # fn demo<E: keel::Resource>() -> keel::Result<()> {
+/// let filter = Filter::<E>::parse("price_cents > 100 AND NOT sku : \"old\"")?;
+/// # Ok(()) }
+/// ```
+pub enum Filter<E: EntityTrait> {
+    /// Every part must hold.
+    And(Vec<Filter<E>>),
+    /// At least one part must hold.
+    Or(Vec<Filter<E>>),
+    /// The part must not hold.
+    Not(Box<Filter<E>>),
+    /// A comparison.
+    Compare(Comparison<E>),
+}
+
+impl<E: EntityTrait> Clone for Filter<E> {
+    fn clone(&self) -> Self {
+        match self {
+            Filter::And(parts) => Filter::And(parts.clone()),
+            Filter::Or(parts) => Filter::Or(parts.clone()),
+            Filter::Not(inner) => Filter::Not(inner.clone()),
+            Filter::Compare(c) => Filter::Compare(c.clone()),
+        }
+    }
+}
+
+impl<E: EntityTrait> fmt::Debug for Filter<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Filter({self})")
+    }
+}
+
+/// The canonical text of the filter: fully parenthesised, strings re-quoted.
+impl<E: EntityTrait> fmt::Display for Filter<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let join = |f: &mut fmt::Formatter<'_>, parts: &[Filter<E>], sep: &str| {
+            f.write_str("(")?;
+            for (i, part) in parts.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(sep)?;
+                }
+                write!(f, "{part}")?;
+            }
+            f.write_str(")")
+        };
+        match self {
+            Filter::And(parts) => join(f, parts, " AND "),
+            Filter::Or(parts) => join(f, parts, " OR "),
+            Filter::Not(inner) => write!(f, "NOT {inner}"),
+            Filter::Compare(c) => write!(f, "{c}"),
+        }
+    }
+}
+
+impl<E: Resource> Filter<E> {
+    /// Parses `text` with the default [`QueryLimits`]. `Ok(None)` for an empty filter.
+    pub fn parse(text: &str) -> Result<Option<Self>, Error> {
+        Self::parse_with(text, &QueryLimits::default())
+    }
+
+    /// Parses `text` within `limits`. `Ok(None)` for an empty filter.
+    pub fn parse_with(text: &str, limits: &QueryLimits) -> Result<Option<Self>, Error> {
+        let length = text.chars().count();
+        if length > limits.max_filter_length {
+            return Err(Error::invalid_argument(
+                "filter",
+                format!(
+                    "filter is {length} characters long; at most {} are allowed",
+                    limits.max_filter_length
+                ),
+            ));
+        }
+        let tokens = tokenize(text)?;
+        if tokens.is_empty() {
+            return Ok(None);
+        }
+        let mut parser = Parser {
+            tokens,
+            at: 0,
+            clauses: 0,
+            limits,
+            end: length + 1,
+            entity: std::marker::PhantomData::<E>,
+        };
+        let filter = parser.expression(0)?;
+        if let Some(token) = parser.peek() {
+            return Err(err(
+                token.pos,
+                format_args!(
+                    "unexpected {}; expected AND, OR or the end of the filter",
+                    describe(&token.kind)
+                ),
+            ));
+        }
+        Ok(Some(filter))
+    }
+
+    /// The SQL condition, with every value bound as a parameter.
+    pub fn condition(&self) -> Condition {
+        match self {
+            Filter::And(parts) => parts
+                .iter()
+                .fold(Condition::all(), |c, p| c.add(p.condition())),
+            Filter::Or(parts) => parts
+                .iter()
+                .fold(Condition::any(), |c, p| c.add(p.condition())),
+            Filter::Not(inner) => Condition::all().add(inner.condition()).not(),
+            Filter::Compare(c) => Condition::all().add(comparison_expr(c)),
+        }
+    }
+}
+
+fn comparison_expr<E: EntityTrait>(c: &Comparison<E>) -> Expr {
+    let column = c.field.column;
+    let v = c.value.clone();
+    if value::is_null(&v) {
+        return match c.op {
+            Comparator::Ne => column.is_not_null(),
+            _ => column.is_null(),
+        };
+    }
+    match c.op {
+        Comparator::Eq => column.eq(v),
+        Comparator::Ne => column.ne(v),
+        Comparator::Lt => column.lt(v),
+        Comparator::Le => column.lte(v),
+        Comparator::Gt => column.gt(v),
+        Comparator::Ge => column.gte(v),
+        Comparator::Has => {
+            let Literal::Str(needle) = &c.literal else {
+                unreachable!("the parser only accepts a string after `:`")
+            };
+            let pattern = format!("%{}%", escape_like(&needle.to_lowercase()));
+            Expr::expr(Func::lower(Expr::col(column.as_column_ref())))
+                .like(LikeExpr::new(pattern).escape('!'))
+        }
+    }
+}
+
+/// Escapes LIKE wildcards with `!` (a character no SQL dialect treats specially in a literal).
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '!') {
+            out.push('!');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn describe(kind: &TokenKind) -> String {
+    match kind {
+        TokenKind::LParen => "`(`".into(),
+        TokenKind::RParen => "`)`".into(),
+        TokenKind::Minus => "`-`".into(),
+        TokenKind::Comparator(c) => format!("`{}`", c.symbol()),
+        TokenKind::Word(w) => format!("`{w}`"),
+        TokenKind::Str(s) => format!("string {}", serde_json::Value::String(s.clone())),
+        TokenKind::Number(n) => format!("number {n}"),
+    }
+}
+
+struct Parser<'a, E> {
+    tokens: Vec<Token>,
+    at: usize,
+    clauses: usize,
+    limits: &'a QueryLimits,
+    end: usize,
+    entity: std::marker::PhantomData<E>,
+}
+
+impl<E: Resource> Parser<'_, E> {
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.at)
+    }
+
+    fn next(&mut self, expected: &str) -> Result<Token, Error> {
+        let token = self.tokens.get(self.at).cloned().ok_or_else(|| {
+            err(
+                self.end,
+                format_args!("unexpected end of filter; expected {expected}"),
+            )
+        })?;
+        self.at += 1;
+        Ok(token)
+    }
+
+    fn peek_word(&self, word: &str) -> bool {
+        matches!(self.peek(), Some(Token { kind: TokenKind::Word(w), .. }) if w == word)
+    }
+
+    fn nest(&self, depth: usize, pos: usize) -> Result<usize, Error> {
+        if depth + 1 > self.limits.max_depth {
+            return Err(err(
+                pos,
+                format_args!(
+                    "the filter nests deeper than {} levels",
+                    self.limits.max_depth
+                ),
+            ));
+        }
+        Ok(depth + 1)
+    }
+
+    fn expression(&mut self, depth: usize) -> Result<Filter<E>, Error> {
+        let mut parts = vec![self.sequence(depth)?];
+        while self.peek_word("AND") {
+            self.at += 1;
+            parts.push(self.sequence(depth)?);
+        }
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Filter::And(parts)
+        })
+    }
+
+    fn sequence(&mut self, depth: usize) -> Result<Filter<E>, Error> {
+        let mut parts = vec![self.factor(depth)?];
+        while self.peek_word("OR") {
+            self.at += 1;
+            parts.push(self.factor(depth)?);
+        }
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Filter::Or(parts)
+        })
+    }
+
+    fn factor(&mut self, depth: usize) -> Result<Filter<E>, Error> {
+        match self.peek() {
+            Some(Token {
+                kind: TokenKind::Minus,
+                pos,
+            }) => {
+                let depth = self.nest(depth, *pos)?;
+                self.at += 1;
+                Ok(Filter::Not(Box::new(self.factor(depth)?)))
+            }
+            Some(Token {
+                kind: TokenKind::Word(w),
+                pos,
+            }) if w == "NOT" => {
+                let depth = self.nest(depth, *pos)?;
+                self.at += 1;
+                Ok(Filter::Not(Box::new(self.factor(depth)?)))
+            }
+            _ => self.term(depth),
+        }
+    }
+
+    fn term(&mut self, depth: usize) -> Result<Filter<E>, Error> {
+        let token = self.next("a comparison such as `field = value`")?;
+        match token.kind {
+            TokenKind::LParen => {
+                let depth = self.nest(depth, token.pos)?;
+                let inner = self.expression(depth)?;
+                let close = self.next("`)`")?;
+                if close.kind != TokenKind::RParen {
+                    return Err(err(
+                        close.pos,
+                        format_args!(
+                            "expected `)` to close the `(` at position {}, found {}",
+                            token.pos,
+                            describe(&close.kind)
+                        ),
+                    ));
+                }
+                Ok(inner)
+            }
+            TokenKind::Word(name) => self.comparison(&name, token.pos),
+            other => Err(err(
+                token.pos,
+                format_args!("expected a field name, found {}", describe(&other)),
+            )),
+        }
+    }
+
+    fn comparison(&mut self, name: &str, pos: usize) -> Result<Filter<E>, Error> {
+        if matches!(name, "AND" | "OR") {
+            return Err(err(
+                pos,
+                format_args!("expected a comparison before `{name}`"),
+            ));
+        }
+        if matches!(name, "and" | "or" | "not") {
+            return Err(err(
+                pos,
+                format_args!(
+                    "`{name}` is not an operator; logical operators are uppercase: {}",
+                    name.to_uppercase()
+                ),
+            ));
+        }
+        let field = find_field::<E>(name).ok_or_else(|| {
+            let known: Vec<&str> = E::FIELDS
+                .iter()
+                .filter(|f| !f.ops.is_empty())
+                .map(|f| f.name)
+                .collect();
+            err(
+                pos,
+                format_args!(
+                    "unknown field `{name}`; filterable fields are: {}",
+                    known.join(", ")
+                ),
+            )
+        })?;
+        if field.ops.is_empty() {
+            return Err(err(
+                pos,
+                format_args!("field `{name}` cannot be filtered on"),
+            ));
+        }
+        let op_token = self.next("a comparison operator (=, !=, <, <=, >, >=, :)")?;
+        let TokenKind::Comparator(op) = op_token.kind else {
+            return Err(err(
+                op_token.pos,
+                format_args!(
+                    "expected a comparison operator (=, !=, <, <=, >, >=, :) after `{name}`, found {}",
+                    describe(&op_token.kind)
+                ),
+            ));
+        };
+        if !field.ops.contains(op.ops()) {
+            return Err(err(
+                op_token.pos,
+                format_args!(
+                    "operator `{}` is not allowed on field `{name}`; allowed: {:?}",
+                    op.symbol(),
+                    field.ops
+                ),
+            ));
+        }
+        let value_token = self.next("a value")?;
+        self.clauses += 1;
+        if self.clauses > self.limits.max_clauses {
+            return Err(err(
+                pos,
+                format_args!(
+                    "the filter has more than {} comparisons",
+                    self.limits.max_clauses
+                ),
+            ));
+        }
+        let literal = literal(&value_token)?;
+        let value = typed_value::<E>(field, op, &literal, value_token.pos)?;
+        Ok(Filter::Compare(Comparison {
+            field,
+            op,
+            literal,
+            value,
+        }))
+    }
+}
+
+pub(crate) fn find_field<E: Resource>(name: &str) -> Option<&'static Field<E>> {
+    E::FIELDS.iter().find(|f| f.name == name)
+}
+
+fn literal(token: &Token) -> Result<Literal, Error> {
+    Ok(match &token.kind {
+        TokenKind::Str(s) => Literal::Str(s.clone()),
+        TokenKind::Number(text) => {
+            let is_float = text.contains(['.', 'e', 'E']);
+            if is_float {
+                match text.parse::<f64>() {
+                    Ok(x) if x.is_finite() => Literal::Float(x),
+                    _ => return Err(err(token.pos, format_args!("invalid number `{text}`"))),
+                }
+            } else {
+                Literal::Int(text.parse().map_err(|_| {
+                    err(
+                        token.pos,
+                        format_args!("invalid or out of range integer `{text}`"),
+                    )
+                })?)
+            }
+        }
+        TokenKind::Word(w) if w == "true" => Literal::Bool(true),
+        TokenKind::Word(w) if w == "false" => Literal::Bool(false),
+        TokenKind::Word(w) if w == "null" => Literal::Null,
+        TokenKind::Word(w) => {
+            return Err(err(
+                token.pos,
+                format_args!("expected a value, found `{w}`; strings must be quoted"),
+            ));
+        }
+        other => {
+            return Err(err(
+                token.pos,
+                format_args!("expected a value, found {}", describe(other)),
+            ));
+        }
+    })
+}
+
+fn typed_value<E: Resource>(
+    field: &Field<E>,
+    op: Comparator,
+    literal: &Literal,
+    pos: usize,
+) -> Result<Value, Error> {
+    let ty = value::column_type::<E>(field.column);
+    let kind = FieldType::of(&ty);
+    let mismatch = || {
+        err(
+            pos,
+            format_args!(
+                "field `{}` takes {}, found {literal}",
+                field.name,
+                kind.describe()
+            ),
+        )
+    };
+    if op == Comparator::Has {
+        return match (kind, literal) {
+            (FieldType::Text, Literal::Str(s)) => Ok(Value::String(Some(s.clone()))),
+            (FieldType::Text, _) => Err(err(pos, "`:` takes a quoted string")),
+            _ => Err(err(
+                pos,
+                format_args!(
+                    "`:` applies only to text fields; `{}` is not one",
+                    field.name
+                ),
+            )),
+        };
+    }
+    match literal {
+        Literal::Null => {
+            if !matches!(op, Comparator::Eq | Comparator::Ne) {
+                return Err(err(pos, "null can only be compared with = or !="));
+            }
+            value::typed_null(&ty).ok_or_else(mismatch)
+        }
+        Literal::Bool(b) if kind == FieldType::Bool => Ok(Value::Bool(Some(*b))),
+        Literal::Int(n) if kind == FieldType::Int => value::integer(&ty, *n).ok_or_else(|| {
+            err(
+                pos,
+                format_args!("{n} is out of range for field `{}`", field.name),
+            )
+        }),
+        #[allow(clippy::cast_precision_loss)]
+        Literal::Int(n) if kind == FieldType::Float => {
+            value::float(&ty, *n as f64).ok_or_else(mismatch)
+        }
+        Literal::Float(x) if kind == FieldType::Float => value::float(&ty, *x).ok_or_else(mismatch),
+        Literal::Str(s)
+            if matches!(
+                kind,
+                FieldType::Text | FieldType::Uuid | FieldType::Timestamp | FieldType::Date
+            ) =>
+        {
+            value::text(&ty, s).ok_or_else(mismatch)
+        }
+        _ => Err(mismatch()),
+    }
+}

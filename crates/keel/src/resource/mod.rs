@@ -1,0 +1,87 @@
+//! What the core needs to know about an entity to serve it.
+//!
+//! A [`Resource`] is a sea-orm entity plus a description: its API name, its
+//! input and patch types, which columns the service owns (version,
+//! timestamps, actor, soft delete, tenant) and which fields may be filtered
+//! and sorted. The `#[derive(Service)]` macro will write this impl; until
+//! then it is written by hand, as in this crate's quickstart example.
+
+mod field;
+mod key;
+pub(crate) mod value;
+
+pub use field::{Columns, Field, Ops};
+pub use key::Key;
+
+use sea_orm::{EntityTrait, IntoActiveModel};
+use serde::Serialize;
+
+use crate::error::ValidationErrors;
+
+/// A sea-orm entity that [`BaseService`](crate::BaseService) can serve.
+///
+/// The model must be `Serialize` (it is what the service returns) and
+/// convertible into its active model (sea-orm's derive provides that).
+///
+/// # Server-owned columns
+///
+/// The columns named in [`COLUMNS`](Resource::COLUMNS) are filled by the
+/// service and never taken from input: `version` starts at 1 and grows by one
+/// per write, `created_at` / `updated_at` are set from the clock,
+/// `created_by` / `updated_by` from the context's actor, `tenant` from the
+/// context's tenant, and `deleted_at` by [`delete`](crate::BaseService::delete)
+/// and [`restore`](crate::BaseService::restore). A generated primary key is
+/// server-owned too: an auto-increment key is left to the database, and a
+/// UUID key the input leaves unset gets a fresh UUID v7.
+pub trait Resource:
+    EntityTrait<
+        Model: Serialize
+                   + Clone
+                   + Send
+                   + Sync
+                   + IntoActiveModel<<Self as EntityTrait>::ActiveModel>,
+        ActiveModel: Send + Sync,
+    > + Default
+    + Send
+    + Sync
+    + 'static
+{
+    /// The primary key type: `i32`, `i64`, `Uuid` or `String`.
+    type Key: Key;
+    /// The input of `create`. It has no field for a server-owned column.
+    type Create: Send + 'static;
+    /// The input of `update`: every field optional, nullable columns as
+    /// `Option<Option<T>>` (absent keeps, `null` clears).
+    type Patch: Clone + Send + Sync + 'static;
+
+    /// The resource's singular API name, such as `product`.
+    const NAME: &'static str;
+    /// The plural, such as `products`.
+    const PLURAL: &'static str;
+    /// The server-owned columns.
+    const COLUMNS: Columns<Self> = Columns::NONE;
+    /// The API fields the query language and error messages know about, with
+    /// their allowed filter operators and whether they sort and are unique.
+    const FIELDS: &'static [Field<Self>] = &[];
+
+    /// Turns the create input into an active model; leave server-owned columns unset.
+    fn create_model(input: Self::Create) -> <Self as EntityTrait>::ActiveModel;
+
+    /// Sets, on `model`, each field the patch carries; leaves the others untouched.
+    fn apply_patch(patch: Self::Patch, model: &mut <Self as EntityTrait>::ActiveModel);
+
+    /// The version the patch expects the row to have, if it carries one.
+    fn patch_version(_patch: &Self::Patch) -> Option<i64> {
+        None
+    }
+
+    /// Checks the create input; field errors carry JSON pointers such as `/sku`.
+    fn validate_create(_input: &Self::Create) -> Result<(), ValidationErrors> {
+        Ok(())
+    }
+
+    /// Checks the patch; only fields present in the patch are checked.
+    fn validate_patch(_patch: &Self::Patch) -> Result<(), ValidationErrors> {
+        Ok(())
+    }
+}

@@ -1,0 +1,163 @@
+//! The read side: find, get, list, count.
+
+use sea_orm::sea_query::Condition;
+use sea_orm::{ModelTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select};
+
+use super::BaseService;
+use crate::query::{Filter, ListQuery, OrderBy, Page};
+use crate::resource::value;
+use crate::{Context, Error, Resource, Result};
+
+impl<E: Resource> BaseService<E> {
+    /// The row with key `id`, or `None` (also when soft-deleted or another tenant's).
+    pub async fn find(&self, ctx: &Context, id: impl Into<E::Key>) -> Result<Option<E::Model>> {
+        let id = id.into();
+        ctx.within_deadline(async {
+            E::find()
+                .filter(Self::by_key(&id))
+                .filter(self.scope(ctx, false)?)
+                .one(self.db())
+                .await
+                .map_err(|e| self.db_error(e))
+        })
+        .await
+    }
+
+    /// The row with key `id`, or `NOT_FOUND`.
+    pub async fn get(&self, ctx: &Context, id: impl Into<E::Key>) -> Result<E::Model> {
+        let id = id.into();
+        self.find(ctx, id.clone())
+            .await?
+            .ok_or_else(|| Self::not_found(&id))
+    }
+
+    /// One page of the rows matching `query`.
+    ///
+    /// Errors with `INVALID_ARGUMENT` for a filter or order that names an
+    /// unknown field or a disallowed operator, a literal of the wrong type, a
+    /// page size out of range, or a page token that is forged or was issued
+    /// for another query.
+    pub async fn list(&self, ctx: &Context, query: &ListQuery) -> Result<Page<E::Model>> {
+        let config = self.keel.config();
+        let filter = Filter::<E>::parse_with(query.filter_text().unwrap_or(""), &config.limits)?;
+        let order = OrderBy::<E>::parse(query.order_by_text().unwrap_or(""))?;
+        let page_size = match query.requested_page_size() {
+            None => config.page.default_size,
+            Some(n) if (1..=config.page.max_size).contains(&n) => n,
+            Some(n) => {
+                return Err(Error::invalid_argument(
+                    "page_size",
+                    format!(
+                        "page_size must be between 1 and {}, got {n}",
+                        config.page.max_size
+                    ),
+                ));
+            }
+        };
+        let scope = self.scope(ctx, query.shows_deleted())?;
+        let shape = format!(
+            "{}|{}|{}|{}",
+            filter.as_ref().map(ToString::to_string).unwrap_or_default(),
+            order,
+            query.shows_deleted(),
+            ctx.tenant().unwrap_or("")
+        );
+        let filtered = || {
+            let mut select = E::find().filter(scope.clone());
+            if let Some(f) = &filter {
+                select = select.filter(f.condition());
+            }
+            select
+        };
+
+        let mut select: Select<E> = filtered();
+        if let Some(token) = query.token() {
+            let last = self.keel.signer().open(token, E::NAME, &shape)?;
+            select = select.filter(after_condition(&order, &last)?);
+        }
+        for key in order.keys() {
+            let (dir, nulls) = key.order();
+            select = match nulls {
+                Some(nulls) => select.order_by_with_nulls(key.column, dir, nulls),
+                None => select.order_by(key.column, dir),
+            };
+        }
+        if let Some(skip) = query.skipped() {
+            select = select.offset(skip);
+        }
+        select = select.limit(u64::from(page_size) + 1);
+
+        ctx.within_deadline(async {
+            let mut items = select.all(self.db()).await.map_err(|e| self.db_error(e))?;
+            let more = items.len() > page_size as usize;
+            items.truncate(page_size as usize);
+            let next_page_token = match (more, items.last()) {
+                (true, Some(last)) => {
+                    let keys = order
+                        .keys()
+                        .iter()
+                        .map(|k| value::to_json(&last.get(k.column)))
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or_else(|| {
+                            Error::internal(format!(
+                                "{}: a sort key has a type tokens cannot carry",
+                                E::NAME
+                            ))
+                        })?;
+                    Some(self.keel.signer().issue(E::NAME, &shape, keys))
+                }
+                _ => None,
+            };
+            let total_size = if query.wants_total_size() {
+                Some(
+                    filtered()
+                        .count(self.db())
+                        .await
+                        .map_err(|e| self.db_error(e))?,
+                )
+            } else {
+                None
+            };
+            Ok(Page {
+                items,
+                next_page_token,
+                total_size,
+            })
+        })
+        .await
+    }
+
+    /// The number of rows matching the query's filter (its page settings are ignored).
+    pub async fn count(&self, ctx: &Context, query: &ListQuery) -> Result<u64> {
+        let filter = Filter::<E>::parse_with(
+            query.filter_text().unwrap_or(""),
+            &self.keel.config().limits,
+        )?;
+        let mut select = E::find().filter(self.scope(ctx, query.shows_deleted())?);
+        if let Some(f) = &filter {
+            select = select.filter(f.condition());
+        }
+        ctx.within_deadline(async { select.count(self.db()).await.map_err(|e| self.db_error(e)) })
+            .await
+    }
+}
+
+/// Decodes the sort keys a token carries, typed by their columns.
+fn after_condition<E: Resource>(
+    order: &OrderBy<E>,
+    last: &[serde_json::Value],
+) -> Result<Condition> {
+    let invalid =
+        || Error::invalid_argument("page_token", "page_token is invalid or was tampered with");
+    if last.len() != order.keys().len() {
+        return Err(invalid());
+    }
+    let values = order
+        .keys()
+        .iter()
+        .zip(last)
+        .map(|(key, json)| value::from_json(&value::column_type::<E>(key.column), json))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(invalid)?;
+    Ok(order.after(&values))
+}
