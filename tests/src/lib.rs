@@ -1,1 +1,337 @@
+//! Support for Keel's integration suite: the backends, a fresh database per
+//! test, and a runner that gives every test body to every backend.
+//!
+//! Backends are found at start-up: SQLite always; PostgreSQL at
+//! `KEEL_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`)
+//! and MySQL/MariaDB at `KEEL_TEST_MYSQL_URL` (default `mysql://root@127.0.0.1:3306`)
+//! when a server answers there. A backend without a server is skipped, and
+//! its tests are reported as ignored, unless `KEEL_TEST_REQUIRE` names it
+//! (`all`, or a comma-separated list such as `postgres,mysql`): then the run fails.
 
+pub mod entities;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use keel::{Keel, KeelBuilder, KeelConfig};
+use sea_orm::{ConnectionTrait, Database, DbBackend};
+
+/// A database the suite runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file per test.
+    Sqlite,
+    /// A PostgreSQL database per test.
+    Postgres,
+    /// A MySQL / MariaDB database per test.
+    MySql,
+}
+
+impl Backend {
+    /// Every backend.
+    pub const ALL: [Backend; 3] = [Backend::Sqlite, Backend::Postgres, Backend::MySql];
+
+    /// Short name, used in test names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+            Backend::MySql => "mysql",
+        }
+    }
+
+    fn admin_url(self) -> String {
+        let (var, default) = match self {
+            Backend::Sqlite => return String::new(),
+            Backend::Postgres => (
+                "KEEL_TEST_POSTGRES_URL",
+                "postgres://postgres@127.0.0.1:5432/postgres",
+            ),
+            Backend::MySql => ("KEEL_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306"),
+        };
+        std::env::var(var).unwrap_or_else(|_| default.to_owned())
+    }
+
+    fn required(self) -> bool {
+        let required = std::env::var("KEEL_TEST_REQUIRE").unwrap_or_default();
+        required
+            .split(',')
+            .map(str::trim)
+            .any(|r| r == "all" || r == self.name() || (self == Backend::MySql && r == "mariadb"))
+    }
+}
+
+/// Whether a backend can be used, and why not.
+#[derive(Clone, Debug)]
+pub struct Probe {
+    /// The backend.
+    pub backend: Backend,
+    /// `Err(reason)` when it cannot be used.
+    pub status: Result<String, String>,
+}
+
+/// Finds which backends answer, drops databases left by an earlier run that
+/// crashed, and prints what will run. Panics if a required backend is missing.
+pub fn probe_backends() -> Vec<Probe> {
+    let rt = runtime();
+    let probes: Vec<Probe> = Backend::ALL
+        .iter()
+        .map(|&backend| Probe {
+            backend,
+            status: rt.block_on(probe(backend)),
+        })
+        .collect();
+    eprintln!("keel integration suite, backends:");
+    for p in &probes {
+        match &p.status {
+            Ok(what) => eprintln!("  {:<9} ok       {what}", p.backend.name()),
+            Err(why) => eprintln!("  {:<9} SKIPPED  {why}", p.backend.name()),
+        }
+    }
+    let missing: Vec<&str> = probes
+        .iter()
+        .filter(|p| p.status.is_err() && p.backend.required())
+        .map(|p| p.backend.name())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "KEEL_TEST_REQUIRE asks for {missing:?}, which cannot be reached (see above)"
+    );
+    probes
+}
+
+async fn probe(backend: Backend) -> Result<String, String> {
+    if backend == Backend::Sqlite {
+        return Ok("a file per test in the temporary directory".into());
+    }
+    let url = backend.admin_url();
+    let mut options = sea_orm::ConnectOptions::new(url.clone());
+    options
+        .connect_timeout(Duration::from_secs(3))
+        .max_connections(1)
+        .sqlx_logging(false);
+    let db = Database::connect(options)
+        .await
+        .map_err(|e| format!("no server at {} ({})", redact(&url), keel::Error::from(e)))?;
+    // Databases of a run that died before cleaning up.
+    let stale: Vec<String> = match backend {
+        Backend::Postgres => db
+            .query_all_raw(sea_orm::Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT datname AS name FROM pg_database WHERE datname LIKE 'keel\\_t\\_%'",
+            ))
+            .await
+            .map_err(|e| e.to_string())?
+            .iter()
+            .filter_map(|r| r.try_get::<String>("", "name").ok())
+            .collect(),
+        _ => db
+            .query_all_raw(sea_orm::Statement::from_string(
+                DbBackend::MySql,
+                "SELECT SCHEMA_NAME AS name FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 'keel\\_t\\_%'",
+            ))
+            .await
+            .map_err(|e| e.to_string())?
+            .iter()
+            .filter_map(|r| r.try_get::<String>("", "name").ok())
+            .collect(),
+    };
+    for name in stale {
+        let _ = db.execute_unprepared(&drop_sql(backend, &name)).await;
+    }
+    let _ = db.close().await;
+    Ok(format!("a database per test on {}", redact(&url)))
+}
+
+fn redact(url: &str) -> String {
+    // user:password@ -> user@
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn drop_sql(backend: Backend, name: &str) -> String {
+    match backend {
+        Backend::Postgres => format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+        _ => format!("DROP DATABASE IF EXISTS `{name}`"),
+    }
+}
+
+/// A fresh database for one test.
+pub struct TestDb {
+    /// Its backend.
+    pub backend: Backend,
+    /// The URL to connect to it.
+    pub url: String,
+    name: String,
+}
+
+impl TestDb {
+    /// Creates an empty database.
+    pub async fn create(backend: Backend) -> TestDb {
+        let name = format!("keel_t_{}", uuid::Uuid::new_v4().simple());
+        let url = match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join("keel-tests");
+                std::fs::create_dir_all(&dir).expect("temporary directory");
+                format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.join(format!("{name}.db")).display()
+                )
+            }
+            Backend::Postgres | Backend::MySql => {
+                let admin = backend.admin_url();
+                let db = Database::connect(admin.clone())
+                    .await
+                    .expect("admin connection");
+                let create = match backend {
+                    Backend::Postgres => format!("CREATE DATABASE \"{name}\""),
+                    _ => format!(
+                        "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+                    ),
+                };
+                db.execute_unprepared(&create)
+                    .await
+                    .expect("create test database");
+                let _ = db.close().await;
+                let base = admin.trim_end_matches('/');
+                let base = match backend {
+                    Backend::Postgres => base.rsplit_once('/').map_or(base, |(b, _)| b),
+                    _ => base,
+                };
+                format!("{base}/{name}")
+            }
+        };
+        TestDb { backend, url, name }
+    }
+
+    /// Removes the database.
+    pub async fn destroy(self) {
+        match self.backend {
+            Backend::Sqlite => {
+                let path = std::env::temp_dir()
+                    .join("keel-tests")
+                    .join(format!("{}.db", self.name));
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            backend => {
+                if let Ok(db) = Database::connect(backend.admin_url()).await {
+                    let _ = db.execute_unprepared(&drop_sql(backend, &self.name)).await;
+                    let _ = db.close().await;
+                }
+            }
+        }
+    }
+
+    /// A builder for a Keel on this database, with the suite's defaults.
+    pub fn builder(&self) -> KeelBuilder {
+        KeelBuilder::from_config(KeelConfig::new(self.url.clone()))
+            .max_connections(8)
+            .min_connections(0)
+            .page_token_secret("integration-suite-secret")
+    }
+}
+
+/// What a test body gets: a Keel on a fresh database with every table created.
+pub struct Env {
+    /// The Keel under test.
+    pub keel: Keel,
+    /// Its database.
+    pub db: TestDb,
+}
+
+impl Env {
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.db.backend
+    }
+}
+
+/// Creates every table of the suite.
+pub async fn create_tables(keel: &Keel) {
+    use entities::*;
+    keel.create_table(product::Entity).await.expect("products");
+    keel.create_table(note::Entity).await.expect("notes");
+    keel.create_table(country::Entity).await.expect("countries");
+    keel.create_table(tag::Entity).await.expect("tags");
+    keel.create_table(review::Entity).await.expect("reviews");
+    keel.db()
+        .execute_unprepared(gadget::ddl(keel.backend()))
+        .await
+        .expect("gadgets");
+}
+
+/// A test body.
+pub type Body = fn(Env) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Runs `body` on a fresh database of `backend`, then removes the database,
+/// whether the body passed or panicked.
+pub fn run(backend: Backend, body: Body) -> Result<(), String> {
+    runtime().block_on(async move {
+        let db = TestDb::create(backend).await;
+        let url = db.url.clone();
+        let keel = db
+            .builder()
+            .connect()
+            .await
+            .map_err(|e| format!("connect to {url}: {e}"))?;
+        create_tables(&keel).await;
+        let name = db.name.clone();
+        let outcome = tokio::spawn(body(Env {
+            keel,
+            db: TestDb {
+                backend,
+                url,
+                name: name.clone(),
+            },
+        }))
+        .await;
+        TestDb {
+            backend,
+            url: String::new(),
+            name,
+        }
+        .destroy()
+        .await;
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_panic() => {
+                let panic = e.into_panic();
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_else(|| "the test panicked".into());
+                Err(message)
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    })
+}
+
+/// Registers test bodies: `cases![crud_round_trip, ...]` makes `CASES`.
+#[macro_export]
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        /// Every test body of this file, by name.
+        pub(crate) const CASES: &[(&str, $crate::Body)] = &[
+            $((stringify!($name), |env| Box::pin($name(env)))),*
+        ];
+    };
+}

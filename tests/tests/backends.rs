@@ -1,1 +1,40 @@
-fn main() {}
+//! The integration suite: every test body runs on SQLite, PostgreSQL and
+//! MySQL/MariaDB, each in a database of its own.
+//!
+//! `cargo test -p keel-tests --test backends` (or `cargo test --workspace`).
+//! Backends without a server are reported as ignored; see `keel_tests` for
+//! the environment variables.
+
+mod backends {
+    pub(crate) mod crud;
+    pub(crate) mod errors;
+    pub(crate) mod query;
+}
+
+use libtest_mimic::{Arguments, Failed, Trial};
+
+fn main() {
+    let args = Arguments::from_args();
+    let probes = keel_tests::probe_backends();
+    let mut trials = Vec::new();
+    let all = [
+        backends::crud::CASES,
+        backends::errors::CASES,
+        backends::query::CASES,
+    ];
+    for (module, cases) in ["crud", "errors", "query"].iter().zip(all) {
+        for &(name, body) in cases {
+            for probe in &probes {
+                let backend = probe.backend;
+                let trial =
+                    Trial::test(format!("{}::{module}::{name}", backend.name()), move || {
+                        keel_tests::run(backend, body).map_err(Failed::from)
+                    })
+                    .with_kind(backend.name())
+                    .with_ignored_flag(probe.status.is_err());
+                trials.push(trial);
+            }
+        }
+    }
+    libtest_mimic::run(&args, trials).exit();
+}

@@ -52,7 +52,7 @@ impl DbFailure {
                 errors.push(FieldError::new(
                     pointer,
                     "CONSTRAINT",
-                    "the value violates a database constraint",
+                    "the value is rejected by a rule of the database",
                 ));
                 tracing::debug!(error = %source, "constraint violation");
                 Error::Validation(errors)

@@ -59,13 +59,10 @@ impl ValidationErrors {
         &self.errors
     }
 
-    /// `Ok(())` when empty, else the list as an [`Error::Validation`](crate::Error::Validation).
-    pub fn into_result(self) -> crate::Result<()> {
-        if self.is_empty() {
-            Ok(())
-        } else {
-            Err(crate::Error::Validation(self))
-        }
+    /// `Ok(())` when empty, else `Err(self)`; `?` turns the list into an
+    /// [`Error::Validation`](crate::Error::Validation).
+    pub fn into_result(self) -> Result<(), ValidationErrors> {
+        if self.is_empty() { Ok(()) } else { Err(self) }
     }
 }
 

@@ -205,6 +205,17 @@ impl<E: Resource> Filter<E> {
         };
         let filter = parser.expression(0)?;
         if let Some(token) = parser.peek() {
+            if let TokenKind::Word(w) = &token.kind {
+                if matches!(w.as_str(), "and" | "or") {
+                    return Err(err(
+                        token.pos,
+                        format_args!(
+                            "`{w}` is not an operator; logical operators are uppercase: {}",
+                            w.to_uppercase()
+                        ),
+                    ));
+                }
+            }
             return Err(err(
                 token.pos,
                 format_args!(
@@ -449,7 +460,7 @@ impl<E: Resource> Parser<'_, E> {
             return Err(err(
                 op_token.pos,
                 format_args!(
-                    "operator `{}` is not allowed on field `{name}`; allowed: {:?}",
+                    "operator `{}` is not allowed on field `{name}`; allowed: {}",
                     op.symbol(),
                     field.ops
                 ),

@@ -57,8 +57,9 @@ impl Ops {
     }
 }
 
-impl fmt::Debug for Ops {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Ops {
+    /// The operators of the set as written in a filter.
+    pub fn symbols(self) -> Vec<&'static str> {
         const NAMES: [(Ops, &str); 7] = [
             (Ops::EQ, "="),
             (Ops::NE, "!="),
@@ -68,13 +69,24 @@ impl fmt::Debug for Ops {
             (Ops::GE, ">="),
             (Ops::HAS, ":"),
         ];
-        let mut set = f.debug_set();
-        for (op, name) in NAMES {
-            if self.contains(op) {
-                set.entry(&name);
-            }
-        }
-        set.finish()
+        NAMES
+            .iter()
+            .filter(|(op, _)| self.contains(*op))
+            .map(|(_, name)| *name)
+            .collect()
+    }
+}
+
+/// `= != <`: the operators, space-separated.
+impl fmt::Display for Ops {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.symbols().join(" "))
+    }
+}
+
+impl fmt::Debug for Ops {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Ops({self})")
     }
 }
 
