@@ -134,10 +134,10 @@ impl KeelConfig {
         if let Some(n) = env_parse::<u32>("KEEL_PAGE_SIZE_MAX")? {
             config.page.max_size = n;
         }
-        if let Ok(secret) = std::env::var("KEEL_PAGE_TOKEN_SECRET") {
-            if !secret.is_empty() {
-                config.page_token_secret = Some(Secret::new(secret));
-            }
+        if let Ok(secret) = std::env::var("KEEL_PAGE_TOKEN_SECRET")
+            && !secret.is_empty()
+        {
+            config.page_token_secret = Some(Secret::new(secret));
         }
         config.check()?;
         Ok(config)

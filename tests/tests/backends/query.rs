@@ -22,11 +22,11 @@ fn ctx() -> Context {
     Context::actor("alice")
 }
 
-/// Creates products from `(sku, price, stock, rating, description)`.
-async fn seed(
-    env: &Env,
-    rows: &[(&str, i64, i32, Option<f64>, Option<&str>)],
-) -> Vec<product::Model> {
+/// `(sku, price, stock, rating, description)`
+type Row<'a> = (&'a str, i64, i32, Option<f64>, Option<&'a str>);
+
+/// Creates products from rows.
+async fn seed(env: &Env, rows: &[Row<'_>]) -> Vec<product::Model> {
     let products = env.keel.service::<product::Entity>();
     let mut out = Vec::new();
     for (sku, price, stock, rating, description) in rows {

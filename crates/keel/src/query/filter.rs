@@ -205,16 +205,16 @@ impl<E: Resource> Filter<E> {
         };
         let filter = parser.expression(0)?;
         if let Some(token) = parser.peek() {
-            if let TokenKind::Word(w) = &token.kind {
-                if matches!(w.as_str(), "and" | "or") {
-                    return Err(err(
-                        token.pos,
-                        format_args!(
-                            "`{w}` is not an operator; logical operators are uppercase: {}",
-                            w.to_uppercase()
-                        ),
-                    ));
-                }
+            if let TokenKind::Word(w) = &token.kind
+                && matches!(w.as_str(), "and" | "or")
+            {
+                return Err(err(
+                    token.pos,
+                    format_args!(
+                        "`{w}` is not an operator; logical operators are uppercase: {}",
+                        w.to_uppercase()
+                    ),
+                ));
             }
             return Err(err(
                 token.pos,

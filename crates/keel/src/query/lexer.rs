@@ -188,11 +188,19 @@ fn string(chars: &[char], start: usize) -> Result<(String, usize), Error> {
                 let escaped = chars
                     .get(i + 1)
                     .ok_or_else(|| err(i + 1, "unfinished escape sequence at end of filter"))?;
+                if *escaped == 'u' {
+                    let (c, next) = unicode_escape(chars, i)?;
+                    out.push(c);
+                    i = next;
+                    continue;
+                }
                 out.push(match escaped {
                     'n' => '\n',
                     't' => '\t',
                     'r' => '\r',
-                    '\\' | '"' | '\'' => *escaped,
+                    'b' => '\u{8}',
+                    'f' => '\u{c}',
+                    '\\' | '"' | '\'' | '/' => *escaped,
                     other => {
                         return Err(err(
                             i + 1,
@@ -209,6 +217,34 @@ fn string(chars: &[char], start: usize) -> Result<(String, usize), Error> {
         }
     }
     Err(err(start + 1, "unterminated string"))
+}
+
+/// Reads `\uXXXX` (and a following low surrogate, as JSON writes characters
+/// outside the basic plane) starting at the backslash `chars[at]`.
+fn unicode_escape(chars: &[char], at: usize) -> Result<(char, usize), Error> {
+    let hex = |start: usize| -> Option<u32> {
+        let digits: String = chars.get(start..start + 4)?.iter().collect();
+        u32::from_str_radix(&digits, 16).ok()
+    };
+    let bad = || {
+        err(
+            at + 1,
+            "invalid \\u escape: expected four hexadecimal digits of a valid character",
+        )
+    };
+    let high = hex(at + 2).ok_or_else(bad)?;
+    if (0xD800..0xDC00).contains(&high) {
+        if chars.get(at + 6) == Some(&'\\') && chars.get(at + 7) == Some(&'u') {
+            let low = hex(at + 8).ok_or_else(bad)?;
+            if (0xDC00..0xE000).contains(&low) {
+                let c = char::from_u32(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
+                    .ok_or_else(bad)?;
+                return Ok((c, at + 12));
+            }
+        }
+        return Err(bad());
+    }
+    Ok((char::from_u32(high).ok_or_else(bad)?, at + 6))
 }
 
 #[cfg(test)]
@@ -241,6 +277,19 @@ mod tests {
                 TokenKind::Number("-2.5e3".into()),
             ]
         );
+    }
+
+    #[test]
+    fn json_escapes_are_understood() {
+        let text = "a\u{1}\u{8}\u{c}/é🦀\"\\";
+        let json = serde_json::to_string(text).unwrap();
+        assert_eq!(kinds(&json), vec![TokenKind::Str(text.into())]);
+        assert_eq!(
+            kinds(r#""\ud83e\udd80""#),
+            vec![TokenKind::Str("🦀".into())]
+        );
+        assert!(tokenize(r#""\ud83e""#).is_err());
+        assert!(tokenize(r#""\u12""#).is_err());
     }
 
     #[test]

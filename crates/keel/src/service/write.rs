@@ -420,18 +420,8 @@ impl<E: Resource> BaseService<E> {
     fn keep_server_columns(&self, model: &mut ActiveModelOf<E>, old: &E::Model) -> Result<()> {
         let pk = primary_key_column::<E>();
         if model.get(pk).is_set() {
+            // The statement filters on the key and never writes it.
             Self::set(model, pk, Some(old.get(pk)), "primary key")?;
-            *model = {
-                let mut fresh: ActiveModelOf<E> = old.clone().into_active_model();
-                for column in E::Column::iter() {
-                    if let ActiveValue::Set(v) = model.get(column) {
-                        if column.as_column_ref() != pk.as_column_ref() {
-                            fresh.try_set(column, v).map_err(Error::internal)?;
-                        }
-                    }
-                }
-                fresh
-            };
         }
         for (column, _) in Self::server_columns() {
             model.not_set(column);
@@ -442,8 +432,12 @@ impl<E: Resource> BaseService<E> {
     /// Leaves out of the write every column the patch set to the value it
     /// already has. Returns whether anything is left to write.
     fn drop_unchanged(model: &mut ActiveModelOf<E>, old: &E::Model) -> bool {
+        let pk = primary_key_column::<E>();
         let mut changed = false;
         for column in E::Column::iter() {
+            if column.as_column_ref() == pk.as_column_ref() {
+                continue;
+            }
             if let ActiveValue::Set(v) = model.get(column) {
                 if v == old.get(column) {
                     model.not_set(column);
@@ -504,10 +498,9 @@ impl<E: Resource> BaseService<E> {
         if !E::FIELDS
             .iter()
             .any(|f| f.column.as_column_ref() == pk.as_column_ref())
+            && let ActiveValue::Set(v) = model.get(pk)
         {
-            if let ActiveValue::Set(v) = model.get(pk) {
-                out.push(("id", pk, v));
-            }
+            out.push(("id", pk, v));
         }
         out
     }
