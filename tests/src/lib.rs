@@ -335,3 +335,21 @@ macro_rules! cases {
         ];
     };
 }
+
+/// Every row `query` matches, following page tokens to the end.
+pub async fn all_pages<E: keel::Resource>(
+    service: &keel::BaseService<E>,
+    ctx: &keel::Context,
+    query: keel::ListQuery,
+) -> Vec<E::Model> {
+    let mut rows = Vec::new();
+    let mut query = query;
+    loop {
+        let page = service.list(ctx, &query).await.expect("list");
+        rows.extend(page.items);
+        match page.next_page_token {
+            Some(token) => query = query.page_token(token),
+            None => return rows,
+        }
+    }
+}

@@ -36,5 +36,11 @@ fn main() {
             }
         }
     }
-    libtest_mimic::run(&args, trials).exit();
+    let conclusion = libtest_mimic::run(&args, trials);
+    for probe in &probes {
+        if let Err(why) = &probe.status {
+            eprintln!("SKIPPED backend {}: {why}", probe.backend.name());
+        }
+    }
+    conclusion.exit();
 }

@@ -48,9 +48,17 @@ impl Keel {
     /// Connects with `config`. An unreachable database is `UNAVAILABLE`.
     pub async fn connect(config: KeelConfig) -> Result<Keel> {
         config.check()?;
-        let db = Database::connect(connect_options(&config))
-            .await
-            .map_err(Error::from)?;
+        let db =
+            Database::connect(connect_options(&config))
+                .await
+                .map_err(|e| match Error::from(e) {
+                    // The pool reports a refused connection as an acquire timeout.
+                    Error::Unavailable { source, .. } => Error::Unavailable {
+                        reason: "database unreachable",
+                        source,
+                    },
+                    other => other,
+                })?;
         Ok(Keel::from_connection(db, config))
     }
 

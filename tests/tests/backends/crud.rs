@@ -546,16 +546,11 @@ async fn uuid_keys_are_generated_and_input_cannot_forge_server_columns(env: Env)
     let got = notes.get(&ctx, ids[2]).await.unwrap();
     assert_eq!(got.title, "note 2");
     // UUID keys page through tokens too.
-    let mut seen = Vec::new();
-    let mut query = ListQuery::new().page_size(2);
-    loop {
-        let page = notes.list(&ctx, &query).await.unwrap();
-        seen.extend(page.items.iter().map(|n| n.id));
-        match page.next_page_token {
-            Some(token) => query = query.page_token(token),
-            None => break,
-        }
-    }
+    let seen: Vec<_> = keel_tests::all_pages(&notes, &ctx, ListQuery::new().page_size(2))
+        .await
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
     ids.sort();
     assert_eq!(seen, ids, "ordered by key, each once");
     let filtered = notes

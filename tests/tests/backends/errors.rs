@@ -244,6 +244,17 @@ async fn deadline_exceeded(env: Env) {
     held.rollback().await.unwrap();
 }
 
+async fn set_stock(
+    conn: &impl ConnectionTrait,
+    id: i64,
+    stock: i32,
+) -> Result<sea_orm::ExecResult, sea_orm::DbErr> {
+    conn.execute_unprepared(&format!(
+        "UPDATE products SET stock = {stock} WHERE id = {id}"
+    ))
+    .await
+}
+
 /// Two transactions that cannot both commit: the database aborts one, and
 /// Keel classifies that from its code as ABORTED, which is retriable.
 async fn lost_races_are_aborted_and_retriable(env: Env) {
@@ -274,18 +285,8 @@ async fn lost_races_are_aborted_and_retriable(env: Env) {
             t2.execute_unprepared("SELECT SUM(stock) FROM products")
                 .await
                 .unwrap();
-            t1.execute_unprepared(&format!(
-                "UPDATE products SET stock = 5 WHERE id = {}",
-                a.id
-            ))
-            .await
-            .unwrap();
-            t2.execute_unprepared(&format!(
-                "UPDATE products SET stock = 5 WHERE id = {}",
-                b.id
-            ))
-            .await
-            .unwrap();
+            set_stock(&t1, a.id, 5).await.unwrap();
+            set_stock(&t2, b.id, 5).await.unwrap();
             t1.commit().await.unwrap();
             match t2.commit().await {
                 Err(e) => e,
@@ -296,18 +297,8 @@ async fn lost_races_are_aborted_and_retriable(env: Env) {
             // Two transactions locking two rows in opposite orders: deadlock 1213.
             let t1 = db.begin().await.unwrap();
             let t2 = db.begin().await.unwrap();
-            t1.execute_unprepared(&format!(
-                "UPDATE products SET stock = 1 WHERE id = {}",
-                a.id
-            ))
-            .await
-            .unwrap();
-            t2.execute_unprepared(&format!(
-                "UPDATE products SET stock = 1 WHERE id = {}",
-                b.id
-            ))
-            .await
-            .unwrap();
+            set_stock(&t1, a.id, 1).await.unwrap();
+            set_stock(&t2, b.id, 1).await.unwrap();
             let first = tokio::spawn(async move {
                 let r = t1
                     .execute_unprepared(&format!(

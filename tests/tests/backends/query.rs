@@ -399,16 +399,15 @@ async fn nulls_sort_last_ascending_and_first_descending(env: Env) {
         .collect();
     for (order, expected) in [("rating", expected_asc), ("rating desc", expected_desc)] {
         for size in [1, 2, 3, 100] {
-            let mut seen = Vec::new();
-            let mut query = ListQuery::new().order_by(order).page_size(size);
-            loop {
-                let page = products.list(&ctx(), &query).await.unwrap();
-                seen.extend(page.items.iter().map(|p| p.id));
-                match page.next_page_token {
-                    Some(token) => query = query.page_token(token),
-                    None => break,
-                }
-            }
+            let seen: Vec<i64> = keel_tests::all_pages(
+                &products,
+                &ctx(),
+                ListQuery::new().order_by(order).page_size(size),
+            )
+            .await
+            .iter()
+            .map(|p| p.id)
+            .collect();
             assert_eq!(seen, expected, "order_by {order}, page_size {size}");
         }
     }

@@ -93,11 +93,24 @@ impl fmt::Debug for Ops {
 /// One API field of a resource: its name, its column, and what the query
 /// language may do with it.
 ///
-/// ```ignore
-/// const FIELDS: &'static [Field<Self>] = &[
+/// ```
+/// # mod product {
+/// #     use sea_orm::entity::prelude::*;
+/// #     #[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize)]
+/// #     #[sea_orm(table_name = "products")]
+/// #     pub struct Model { #[sea_orm(primary_key)] pub id: i64, pub sku: String }
+/// #     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+/// #     pub enum Relation {}
+/// #     impl ActiveModelBehavior for ActiveModel {}
+/// # }
+/// use keel::{Field, Ops};
+/// use product::{Column, Entity};
+///
+/// const FIELDS: &[Field<Entity>] = &[
 ///     Field::new("id", Column::Id).filter(Ops::ORDERED).sortable(),
 ///     Field::new("sku", Column::Sku).filter(Ops::EQUALITY.with(Ops::HAS)).unique(),
 /// ];
+/// assert!(FIELDS[1].unique && !FIELDS[1].sortable);
 /// ```
 pub struct Field<E: EntityTrait> {
     /// The API name (the model's field name, as serialised).

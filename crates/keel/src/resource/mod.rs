@@ -33,6 +33,75 @@ use crate::error::ValidationErrors;
 /// and [`restore`](crate::BaseService::restore). A generated primary key is
 /// server-owned too: an auto-increment key is left to the database, and a
 /// UUID key the input leaves unset gets a fresh UUID v7.
+///
+/// # Example
+///
+/// ```
+/// use keel::{Columns, Field, Ops, Resource};
+/// use sea_orm::ActiveValue::Set;
+///
+/// mod tag {
+///     use sea_orm::entity::prelude::*;
+///
+///     #[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize)]
+///     #[sea_orm(table_name = "tags")]
+///     pub struct Model {
+///         #[sea_orm(primary_key)]
+///         pub id: i32,
+///         #[sea_orm(unique)]
+///         pub name: String,
+///         pub version: i32,
+///     }
+///
+///     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+///     pub enum Relation {}
+///
+///     impl ActiveModelBehavior for ActiveModel {}
+/// }
+///
+/// /// The create input: only what a client may choose.
+/// pub struct NewTag {
+///     pub name: String,
+/// }
+///
+/// /// The patch: every field optional, plus the version the client saw.
+/// #[derive(Clone, Default)]
+/// pub struct TagPatch {
+///     pub name: Option<String>,
+///     pub version: Option<i64>,
+/// }
+///
+/// impl Resource for tag::Entity {
+///     type Key = i32;
+///     type Create = NewTag;
+///     type Patch = TagPatch;
+///
+///     const NAME: &'static str = "tag";
+///     const PLURAL: &'static str = "tags";
+///     const COLUMNS: Columns<Self> = Columns {
+///         version: Some(tag::Column::Version),
+///         ..Columns::NONE
+///     };
+///     const FIELDS: &'static [Field<Self>] = &[
+///         Field::new("id", tag::Column::Id).filter(Ops::ORDERED).sortable(),
+///         Field::new("name", tag::Column::Name).filter(Ops::ALL).sortable().unique(),
+///     ];
+///
+///     fn create_model(input: NewTag) -> tag::ActiveModel {
+///         tag::ActiveModel { name: Set(input.name), ..Default::default() }
+///     }
+///
+///     fn apply_patch(patch: TagPatch, model: &mut tag::ActiveModel) {
+///         if let Some(name) = patch.name {
+///             model.name = Set(name);
+///         }
+///     }
+///
+///     fn patch_version(patch: &TagPatch) -> Option<i64> {
+///         patch.version
+///     }
+/// }
+/// ```
 pub trait Resource:
     EntityTrait<
         Model: Serialize
