@@ -33,6 +33,7 @@
 //! See `examples/quickstart.rs` for a complete program, with a hand-written
 //! [`Resource`] impl.
 
+pub mod audit;
 mod config;
 mod context;
 mod error;
@@ -40,13 +41,20 @@ mod keel;
 pub mod query;
 mod resource;
 mod service;
+pub mod validate;
 
+pub use audit::{Audit, Change};
 pub use config::{DEFAULT_DATABASE_URL, KeelConfig, PoolConfig, Secret};
 pub use context::Context;
 pub use error::{BoxError, Envelope, Error, ErrorBody, FieldError, Result, ValidationErrors};
 pub use keel::{Keel, KeelBuilder};
+/// Derives [`Audit`] for a model; see the [derive's documentation](keel_derive::Audit).
+pub use keel_derive::Audit;
+/// Derives [`Resource`] and the input types for a sea-orm model; see the
+/// [derive's documentation](keel_derive::Service).
+pub use keel_derive::Service;
 pub use query::{ListQuery, Page, PageConfig, QueryLimits};
-pub use resource::{Columns, Field, Key, Ops, Resource};
+pub use resource::{CachePolicy, Columns, Field, Key, Ops, Resource, WriteAction};
 pub use service::BaseService;
 
 /// Re-export of the sea-orm version Keel is built on.
@@ -54,5 +62,33 @@ pub use sea_orm;
 
 /// The names most programs need: `use keel::prelude::*;`.
 pub mod prelude {
-    pub use crate::{BaseService, Columns, Context, Field, Keel, ListQuery, Ops, Page, Resource};
+    pub use crate::{
+        Audit, BaseService, Columns, Context, Field, Keel, ListQuery, Ops, Page, Resource, Service,
+    };
+}
+
+/// What generated code uses. Not part of the public API: it may change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::audit::{self, Audit, Change};
+    pub use crate::validate;
+    pub use crate::{
+        BaseService, CachePolicy, Columns, Field, FieldError, Ops, Resource, ValidationErrors,
+        WriteAction,
+    };
+    pub use regex;
+    pub use sea_orm;
+    pub use sea_orm::ActiveValue::Set;
+    pub use serde;
+    pub use serde_json;
+
+    /// Deserialises a present field (even `null`) as `Some`, so that with
+    /// `#[serde(default)]` an absent field is `None` and `null` is `Some(None)`.
+    pub fn double_option<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+    where
+        T: serde::Deserialize<'de>,
+        D: serde::Deserializer<'de>,
+    {
+        serde::Deserialize::deserialize(deserializer).map(Some)
+    }
 }

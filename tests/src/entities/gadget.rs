@@ -1,18 +1,18 @@
 //! Gadgets: a table with a CHECK constraint (created by hand-written DDL).
 
-use keel::{Field, Ops, Resource};
-use sea_orm::ActiveValue::Set;
+use keel::Service;
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// A gadget whose weight the database requires to be at least 0.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize, Service)]
 #[sea_orm(table_name = "gadgets")]
 pub struct Model {
     /// Key.
     #[sea_orm(primary_key)]
+    #[service(filter, sort)]
     pub id: i32,
-    /// Weight in grams; `CHECK (weight >= 0)`.
+    /// Weight in grams; `CHECK (weight >= 0)` in the database, no rule here.
     pub weight: i32,
 }
 
@@ -21,28 +21,6 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
-
-impl Resource for Entity {
-    type Key = i32;
-    type Create = i32;
-    type Patch = i32;
-
-    const NAME: &'static str = "gadget";
-    const PLURAL: &'static str = "gadgets";
-    const FIELDS: &'static [Field<Self>] =
-        &[Field::new("id", Column::Id).filter(Ops::ORDERED).sortable()];
-
-    fn create_model(weight: i32) -> ActiveModel {
-        ActiveModel {
-            weight: Set(weight),
-            ..Default::default()
-        }
-    }
-
-    fn apply_patch(weight: i32, model: &mut ActiveModel) {
-        model.weight = Set(weight);
-    }
-}
 
 /// The DDL of the table, per backend.
 pub fn ddl(backend: sea_orm::DbBackend) -> &'static str {

@@ -1,20 +1,22 @@
 //! Reviews: reference a product through a foreign key.
 
-use keel::{Field, Ops, Resource};
-use sea_orm::ActiveValue::Set;
+use keel::{Audit, Service};
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// A review of a product.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize, Service, Audit)]
 #[sea_orm(table_name = "reviews")]
 pub struct Model {
     /// Key.
     #[sea_orm(primary_key)]
+    #[service(filter, sort)]
     pub id: i64,
     /// The product reviewed.
+    #[service(filter(eq))]
     pub product_id: i64,
     /// Stars.
+    #[service(validate(range(min = 1, max = 5)))]
     pub stars: i32,
 }
 
@@ -31,38 +33,3 @@ pub enum Relation {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
-
-/// Create input.
-#[derive(Clone, Debug)]
-pub struct NewReview {
-    /// Product.
-    pub product_id: i64,
-    /// Stars.
-    pub stars: i32,
-}
-
-impl Resource for Entity {
-    type Key = i64;
-    type Create = NewReview;
-    type Patch = NewReview;
-
-    const NAME: &'static str = "review";
-    const PLURAL: &'static str = "reviews";
-    const FIELDS: &'static [Field<Self>] = &[
-        Field::new("id", Column::Id).filter(Ops::ORDERED).sortable(),
-        Field::new("product_id", Column::ProductId).filter(Ops::EQUALITY),
-    ];
-
-    fn create_model(input: NewReview) -> ActiveModel {
-        ActiveModel {
-            product_id: Set(input.product_id),
-            stars: Set(input.stars),
-            ..Default::default()
-        }
-    }
-
-    fn apply_patch(patch: NewReview, model: &mut ActiveModel) {
-        model.product_id = Set(patch.product_id);
-        model.stars = Set(patch.stars);
-    }
-}

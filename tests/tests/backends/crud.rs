@@ -9,7 +9,7 @@ use keel_tests::Env;
 use keel_tests::entities::country::{self, CountryPatch, NewCountry};
 use keel_tests::entities::note::{self, NewNote, NotePatch};
 use keel_tests::entities::product::{self, NewProduct, ProductPatch};
-use keel_tests::entities::tag::{self, TagPatch};
+use keel_tests::entities::tag::{self, NewTag, TagPatch};
 
 keel_tests::cases![
     create_fills_server_owned_columns,
@@ -205,7 +205,7 @@ async fn stale_version_conflicts_and_writes_nothing(env: Env) {
             p.id,
             ProductPatch {
                 price_cents: Some(200),
-                version: Some(1),
+                expected_version: Some(1),
                 ..Default::default()
             },
         )
@@ -218,7 +218,7 @@ async fn stale_version_conflicts_and_writes_nothing(env: Env) {
             p.id,
             ProductPatch {
                 price_cents: Some(300),
-                version: Some(1),
+                expected_version: Some(1),
                 ..Default::default()
             },
         )
@@ -277,18 +277,11 @@ async fn stale_version_conflicts_and_writes_nothing(env: Env) {
         .await
         .unwrap();
     let err = countries
-        .update(
-            &alice(),
-            "FR",
-            CountryPatch {
-                version: Some(1),
-                name: Some("F".into()),
-                ..Default::default()
-            },
-        )
+        .delete_if_version(&alice(), "FR", 1)
         .await
         .unwrap_err();
     assert_eq!(err.code(), "INVALID_ARGUMENT");
+    assert!(countries.find(&alice(), "FR").await.unwrap().is_some());
 }
 
 async fn concurrent_updates_have_exactly_one_winner(env: Env) {
@@ -310,7 +303,7 @@ async fn concurrent_updates_have_exactly_one_winner(env: Env) {
                         p.id,
                         ProductPatch {
                             price_cents: Some(1000 + i),
-                            version: Some(1),
+                            expected_version: Some(1),
                             ..Default::default()
                         },
                     )
@@ -421,7 +414,7 @@ async fn soft_delete_hides_and_restore_brings_back(env: Env) {
     );
 
     let tags = env.keel.service::<tag::Entity>();
-    let t = tags.create(&alice(), "t".to_owned()).await.unwrap();
+    let t = tags.create(&alice(), NewTag::named("t")).await.unwrap();
     assert_eq!(
         tags.restore(&alice(), t.id).await.unwrap_err().code(),
         "INVALID_ARGUMENT"
@@ -483,8 +476,8 @@ async fn hard_delete_with_versions(env: Env) {
 
 async fn i32_keys(env: Env) {
     let tags = env.keel.service::<tag::Entity>();
-    let a = tags.create(&alice(), "alpha".to_owned()).await.unwrap();
-    let b = tags.create(&alice(), "beta".to_owned()).await.unwrap();
+    let a = tags.create(&alice(), NewTag::named("alpha")).await.unwrap();
+    let b = tags.create(&alice(), NewTag::named("beta")).await.unwrap();
     assert!(b.id > a.id);
     let a2 = tags
         .update(

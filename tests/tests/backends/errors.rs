@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use keel::{Context, Error, Keel, ListQuery};
-use keel_tests::entities::gadget;
+use keel_tests::entities::gadget::{self, NewGadget};
 use keel_tests::entities::product::{self, NewProduct, ProductPatch};
 use keel_tests::entities::review::{self, NewReview};
-use keel_tests::entities::tag::{self, TagPatch};
+use keel_tests::entities::tag::{self, NewTag, TagPatch};
 use keel_tests::{Backend, Env};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 
@@ -54,8 +54,8 @@ async fn unique_violation_is_already_exists_naming_the_field(env: Env) {
 
     // On update too, and the row keeps its old values.
     let tags = env.keel.service::<tag::Entity>();
-    tags.create(&ctx(), "red".to_owned()).await.unwrap();
-    let blue = tags.create(&ctx(), "blue".to_owned()).await.unwrap();
+    tags.create(&ctx(), NewTag::named("red")).await.unwrap();
+    let blue = tags.create(&ctx(), NewTag::named("blue")).await.unwrap();
     let err = tags
         .update(
             &ctx(),
@@ -126,8 +126,14 @@ async fn validation_from_input_and_from_check_constraints(env: Env) {
     assert_eq!(products.count(&ctx(), &ListQuery::new()).await.unwrap(), 0);
 
     let gadgets = env.keel.service::<gadget::Entity>();
-    gadgets.create(&ctx(), 10).await.unwrap();
-    let err = gadgets.create(&ctx(), -1).await.unwrap_err();
+    gadgets
+        .create(&ctx(), NewGadget { weight: 10 })
+        .await
+        .unwrap();
+    let err = gadgets
+        .create(&ctx(), NewGadget { weight: -1 })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "VALIDATION_FAILED", "CHECK constraint: {err:?}");
     assert_eq!(gadgets.count(&ctx(), &ListQuery::new()).await.unwrap(), 1);
 }
@@ -393,7 +399,7 @@ async fn envelopes_never_carry_driver_text(env: Env) {
             .unwrap_err(),
         env.keel
             .service::<gadget::Entity>()
-            .create(&ctx(), -3)
+            .create(&ctx(), NewGadget { weight: -3 })
             .await
             .unwrap_err(),
     ];

@@ -17,6 +17,11 @@ pub struct FieldError {
 }
 
 impl FieldError {
+    /// An error for a custom rule; the pointer is filled in where the rule is applied.
+    pub fn invalid(code: &str, message: impl Into<String>) -> Self {
+        Self::new("", code, message)
+    }
+
     /// Builds a field error.
     pub fn new(pointer: impl Into<String>, code: &str, message: impl Into<String>) -> Self {
         FieldError {

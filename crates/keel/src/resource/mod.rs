@@ -8,10 +8,12 @@
 
 mod field;
 mod key;
+mod policy;
 pub(crate) mod value;
 
 pub use field::{Columns, Field, Ops};
 pub use key::Key;
+pub use policy::{CachePolicy, WriteAction};
 
 use sea_orm::{EntityTrait, IntoActiveModel};
 use serde::Serialize;
@@ -132,6 +134,14 @@ pub trait Resource:
     /// The API fields the query language and error messages know about, with
     /// their allowed filter operators and whether they sort and are unique.
     const FIELDS: &'static [Field<Self>] = &[];
+
+    /// How reads are cached (off unless the resource opts in).
+    const CACHE: CachePolicy = CachePolicy::DISABLED;
+
+    /// The event type of a write, such as `product.created`.
+    fn event_type(action: WriteAction) -> std::borrow::Cow<'static, str> {
+        format!("{}.{action}", Self::NAME).into()
+    }
 
     /// Turns the create input into an active model; leave server-owned columns unset.
     fn create_model(input: Self::Create) -> <Self as EntityTrait>::ActiveModel;

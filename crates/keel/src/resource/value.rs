@@ -42,8 +42,10 @@ impl FieldType {
             ArrayType::ChronoDateTime
             | ArrayType::ChronoDateTimeUtc
             | ArrayType::ChronoDateTimeLocal
-            | ArrayType::ChronoDateTimeWithTimeZone => FieldType::Timestamp,
-            ArrayType::ChronoDate => FieldType::Date,
+            | ArrayType::ChronoDateTimeWithTimeZone
+            | ArrayType::TimeDateTime
+            | ArrayType::TimeDateTimeWithTimeZone => FieldType::Timestamp,
+            ArrayType::ChronoDate | ArrayType::TimeDate => FieldType::Date,
             _ => FieldType::Other,
         }
     }
@@ -85,6 +87,9 @@ pub(crate) fn typed_null(ty: &ArrayType) -> Option<Value> {
         ArrayType::ChronoDateTimeLocal => Value::ChronoDateTimeLocal(None),
         ArrayType::ChronoDateTimeWithTimeZone => Value::ChronoDateTimeWithTimeZone(None),
         ArrayType::ChronoDate => Value::ChronoDate(None),
+        ArrayType::TimeDate => Value::TimeDate(None),
+        ArrayType::TimeDateTime => Value::TimeDateTime(None),
+        ArrayType::TimeDateTimeWithTimeZone => Value::TimeDateTimeWithTimeZone(None),
         _ => return None,
     })
 }
@@ -98,9 +103,25 @@ pub(crate) fn timestamp(ty: &ArrayType, at: DateTime<Utc>) -> Option<Value> {
         }
         ArrayType::ChronoDateTimeLocal => Value::ChronoDateTimeLocal(Some(at.into())),
         ArrayType::ChronoDateTime => Value::ChronoDateTime(Some(at.naive_utc())),
+        ArrayType::TimeDateTimeWithTimeZone => Value::TimeDateTimeWithTimeZone(Some(to_time(at)?)),
+        ArrayType::TimeDateTime => {
+            let t = to_time(at)?;
+            Value::TimeDateTime(Some(time::PrimitiveDateTime::new(t.date(), t.time())))
+        }
         _ => return None,
     })
 }
+
+fn to_time(at: DateTime<Utc>) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at.timestamp_nanos_opt()?)).ok()
+}
+
+fn from_time(t: time::OffsetDateTime) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_nanos(i64::try_from(t.unix_timestamp_nanos()).ok()?).into()
+}
+
+const DATE_FORMAT: &[time::format_description::BorrowedFormatItem<'_>] =
+    time::macros::format_description!("[year]-[month]-[day]");
 
 /// An integer in the column's type, if it fits.
 pub(crate) fn integer(ty: &ArrayType, n: i64) -> Option<Value> {
@@ -146,7 +167,9 @@ pub(crate) fn text(ty: &ArrayType, s: &str) -> Option<Value> {
         ArrayType::ChronoDateTime
         | ArrayType::ChronoDateTimeUtc
         | ArrayType::ChronoDateTimeLocal
-        | ArrayType::ChronoDateTimeWithTimeZone => {
+        | ArrayType::ChronoDateTimeWithTimeZone
+        | ArrayType::TimeDateTime
+        | ArrayType::TimeDateTimeWithTimeZone => {
             let at = DateTime::parse_from_rfc3339(s).ok()?.with_timezone(&Utc);
             timestamp(ty, at)?
         }
@@ -192,6 +215,9 @@ pub(crate) fn to_json(value: &Value) -> Option<Json> {
         Value::ChronoDateTimeLocal(Some(t)) => Json::String(rfc3339(t.with_timezone(&Utc))),
         Value::ChronoDateTimeWithTimeZone(Some(t)) => Json::String(rfc3339(t.with_timezone(&Utc))),
         Value::ChronoDateTime(Some(t)) => Json::String(rfc3339(t.and_utc())),
+        Value::TimeDateTimeWithTimeZone(Some(t)) => Json::String(rfc3339(from_time(*t)?)),
+        Value::TimeDateTime(Some(t)) => Json::String(rfc3339(from_time(t.assume_utc())?)),
+        Value::TimeDate(Some(d)) => Json::String(d.format(DATE_FORMAT).ok()?),
         Value::BigUnsigned(Some(n)) => Json::from(*n),
         other => Json::from(as_i64(other)?),
     })

@@ -1,0 +1,442 @@
+//! The generated code: `quote!` only, from a checked [`Plan`].
+
+use heck::ToUpperCamelCase;
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote};
+use syn::Ident;
+
+use crate::ast::{EntityModel, FieldModel};
+use crate::attr::{Op, Role, Rule};
+use crate::valid::{Column, Plan};
+
+fn column_variant(field: &FieldModel<'_>) -> Ident {
+    Ident::new(&field.name().to_upper_camel_case(), field.ident.span())
+}
+
+fn some_column(field: Option<&FieldModel<'_>>) -> TokenStream {
+    match field {
+        Some(f) => {
+            let v = column_variant(f);
+            quote!(::core::option::Option::Some(Column::#v))
+        }
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+/// `#[derive(Service)]`.
+pub(crate) fn service(plan: &Plan<'_>) -> TokenStream {
+    let vis = plan.model.vis;
+    let name = &plan.name;
+    let plural = &plan.plural;
+    let new_ty = format_ident!("New{}", plan.type_name);
+    let patch_ty = format_ident!("{}Patch", plan.type_name);
+    let service_ty = format_ident!("{}Service", plan.type_name);
+    let key_ty = plan.pk.map_or_else(
+        || quote!(::std::string::String),
+        |pk| {
+            let ty = pk.ty;
+            quote!(#ty)
+        },
+    );
+
+    let role = |r: Role| some_column(plan.role(r));
+    let (version, created_at, updated_at) = (
+        role(Role::Version),
+        role(Role::CreatedAt),
+        role(Role::UpdatedAt),
+    );
+    let (created_by, updated_by, tenant) = (
+        role(Role::CreatedBy),
+        role(Role::UpdatedBy),
+        role(Role::Tenant),
+    );
+    let deleted_at = some_column(plan.soft_delete);
+
+    let fields = plan.columns.iter().map(field_entry);
+    let cache = plan.cache.map(|c| {
+        let ttl = c.ttl_ms.unwrap_or(60_000);
+        let l1_ttl = c.l1_ttl_ms.unwrap_or(5_000);
+        #[allow(clippy::cast_precision_loss)]
+        let jitter = c.jitter_percent.unwrap_or(10) as f64 / 100.0;
+        let l1 = c.l1.unwrap_or(true);
+        let negative = c.negative.unwrap_or(false);
+        quote! {
+            const CACHE: ::keel::__private::CachePolicy = ::keel::__private::CachePolicy {
+                enabled: true,
+                ttl: ::core::time::Duration::from_millis(#ttl),
+                jitter: #jitter,
+                l1: #l1,
+                l1_ttl: ::core::time::Duration::from_millis(#l1_ttl),
+                negative: #negative,
+            };
+        }
+    });
+    let events =
+        ["created", "updated", "deleted", "restored"].map(|a| format!("{}.{a}", plan.events));
+    let [created_event, updated_event, deleted_event, restored_event] = &events;
+
+    let create: Vec<&Column<'_>> = plan.columns.iter().filter(|c| c.in_create).collect();
+    let patch: Vec<&Column<'_>> = plan.columns.iter().filter(|c| c.in_patch).collect();
+    let create_idents: Vec<&Ident> = create.iter().map(|c| c.field.ident).collect();
+    let patch_idents: Vec<&Ident> = patch.iter().map(|c| c.field.ident).collect();
+    let has_version = plan.role(Role::Version).is_some();
+    // Every column set from the input: no `..Default::default()` (clippy's needless_update).
+    let rest = (create.len() < plan.columns.len()).then(|| quote!(..::core::default::Default::default()));
+
+    let patch_version = has_version.then(|| {
+        quote! {
+            fn patch_version(patch: &#patch_ty) -> ::core::option::Option<i64> {
+                patch.expected_version
+            }
+        }
+    });
+    let validate_create = validation(&create, false).map(|body| {
+        quote! {
+            fn validate_create(input: &#new_ty) -> ::core::result::Result<(), ::keel::__private::ValidationErrors> {
+                let mut errors = ::keel::__private::ValidationErrors::new();
+                #body
+                errors.into_result()
+            }
+        }
+    });
+    let validate_patch = validation(&patch, true).map(|body| {
+        quote! {
+            fn validate_patch(patch: &#patch_ty) -> ::core::result::Result<(), ::keel::__private::ValidationErrors> {
+                let mut errors = ::keel::__private::ValidationErrors::new();
+                let input = patch;
+                #body
+                errors.into_result()
+            }
+        }
+    });
+
+    let new_struct = input_struct(plan, &new_ty, &create, false);
+    let patch_struct = input_struct(plan, &patch_ty, &patch, has_version);
+    let builders = patch.iter().map(|c| {
+        let ident = c.field.ident;
+        let inner = c.field.inner;
+        let doc = format!("Sets `{}`.", c.field.name());
+        if c.field.optional {
+            quote! {
+                #[doc = #doc]
+                #[must_use]
+                pub fn #ident(mut self, value: ::core::option::Option<#inner>) -> Self {
+                    self.#ident = ::core::option::Option::Some(value);
+                    self
+                }
+            }
+        } else {
+            quote! {
+                #[doc = #doc]
+                #[must_use]
+                pub fn #ident(mut self, value: impl ::core::convert::Into<#inner>) -> Self {
+                    self.#ident = ::core::option::Option::Some(value.into());
+                    self
+                }
+            }
+        }
+    });
+    let if_version = has_version.then(|| {
+        quote! {
+            /// Applies the patch only if the row is still at this version; else `VERSION_CONFLICT`.
+            #[must_use]
+            pub fn if_version(mut self, version: impl ::core::convert::Into<i64>) -> Self {
+                self.expected_version = ::core::option::Option::Some(version.into());
+                self
+            }
+        }
+    });
+    let service_doc = format!("The service of {plural}: `keel::BaseService` over this entity.");
+
+    quote! {
+        #new_struct
+        #patch_struct
+
+        #[automatically_derived]
+        impl #patch_ty {
+            #(#builders)*
+            #if_version
+        }
+
+        #[doc = #service_doc]
+        #vis type #service_ty = ::keel::__private::BaseService<Entity>;
+
+        const _: () = {
+            #[automatically_derived]
+            impl ::keel::__private::Resource for Entity {
+                type Key = #key_ty;
+                type Create = #new_ty;
+                type Patch = #patch_ty;
+
+                const NAME: &'static str = #name;
+                const PLURAL: &'static str = #plural;
+                const COLUMNS: ::keel::__private::Columns<Self> = ::keel::__private::Columns {
+                    version: #version,
+                    created_at: #created_at,
+                    updated_at: #updated_at,
+                    created_by: #created_by,
+                    updated_by: #updated_by,
+                    deleted_at: #deleted_at,
+                    tenant: #tenant,
+                };
+                const FIELDS: &'static [::keel::__private::Field<Self>] = &[#(#fields),*];
+                #cache
+
+                fn event_type(action: ::keel::__private::WriteAction) -> ::std::borrow::Cow<'static, str> {
+                    ::std::borrow::Cow::Borrowed(match action {
+                        ::keel::__private::WriteAction::Created => #created_event,
+                        ::keel::__private::WriteAction::Updated => #updated_event,
+                        ::keel::__private::WriteAction::Deleted => #deleted_event,
+                        ::keel::__private::WriteAction::Restored => #restored_event,
+                    })
+                }
+
+                #[allow(unused_variables)]
+                fn create_model(input: #new_ty) -> ActiveModel {
+                    ActiveModel {
+                        #(#create_idents: ::keel::__private::Set(input.#create_idents),)*
+                        #rest
+                    }
+                }
+
+                #[allow(unused_variables)]
+                fn apply_patch(patch: #patch_ty, model: &mut ActiveModel) {
+                    #(
+                        if let ::core::option::Option::Some(value) = patch.#patch_idents {
+                            model.#patch_idents = ::keel::__private::Set(value);
+                        }
+                    )*
+                }
+
+                #patch_version
+                #validate_create
+                #validate_patch
+            }
+        };
+    }
+}
+
+fn field_entry(column: &Column<'_>) -> TokenStream {
+    let name = column.field.name();
+    let variant = column_variant(column.field);
+    let mut entry = quote!(::keel::__private::Field::new(#name, Column::#variant));
+    if !column.ops.is_empty() {
+        let ops = column.ops.iter().map(|op| {
+            let c = Ident::new(
+                match op {
+                    Op::Eq => "EQ",
+                    Op::Ne => "NE",
+                    Op::Lt => "LT",
+                    Op::Le => "LE",
+                    Op::Gt => "GT",
+                    Op::Ge => "GE",
+                    Op::Has => "HAS",
+                },
+                Span::call_site(),
+            );
+            quote!(.with(::keel::__private::Ops::#c))
+        });
+        entry = quote!(#entry.filter(::keel::__private::Ops::NONE #(#ops)*));
+    }
+    if column.sortable {
+        entry = quote!(#entry.sortable());
+    }
+    if column.field.sea.unique {
+        entry = quote!(#entry.unique());
+    }
+    entry
+}
+
+/// `NewX` or `XPatch`.
+fn input_struct(
+    plan: &Plan<'_>,
+    ty: &Ident,
+    columns: &[&Column<'_>],
+    expected_version: bool,
+) -> TokenStream {
+    let vis = plan.model.vis;
+    let patch = ty.to_string().ends_with("Patch");
+    let doc = if patch {
+        format!(
+            "A partial update of a {}: absent fields keep their value; for nullable fields `null` clears it. Unknown fields and server-owned fields are rejected.",
+            plan.name
+        )
+    } else {
+        format!(
+            "The input that creates a {}. Server-owned fields (key, version, timestamps, actor, tenant) are not part of it; unknown fields are rejected.",
+            plan.name
+        )
+    };
+    let fields = columns.iter().map(|c| {
+        let ident = c.field.ident;
+        let ty = c.field.ty;
+        let inner = c.field.inner;
+        let doc = format!("`{}`", c.field.name());
+        match (patch, c.field.optional) {
+            (false, false) => quote!(#[doc = #doc] pub #ident: #ty),
+            (false, true) => quote!(#[doc = #doc] #[serde(default)] pub #ident: #ty),
+            (true, false) => quote! {
+                #[doc = #doc]
+                #[serde(default, skip_serializing_if = "::core::option::Option::is_none")]
+                pub #ident: ::core::option::Option<#inner>
+            },
+            (true, true) => quote! {
+                #[doc = #doc]
+                #[serde(default, skip_serializing_if = "::core::option::Option::is_none", deserialize_with = "::keel::__private::double_option")]
+                pub #ident: ::core::option::Option<::core::option::Option<#inner>>
+            },
+        }
+    });
+    let version_field = expected_version.then(|| {
+        quote! {
+            /// The version the row must have for the patch to apply (see `if_version`); never read from the body.
+            #[serde(skip)]
+            pub expected_version: ::core::option::Option<i64>,
+        }
+    });
+    let default = patch.then(|| quote!(::core::default::Default,));
+    let debug = debug_impl(ty, columns, expected_version);
+    quote! {
+        #[doc = #doc]
+        #[derive(::core::clone::Clone, #default ::keel::__private::serde::Deserialize, ::keel::__private::serde::Serialize)]
+        #[serde(crate = "::keel::__private::serde", deny_unknown_fields)]
+        #vis struct #ty {
+            #(#fields,)*
+            #version_field
+        }
+        #debug
+    }
+}
+
+/// `Debug` that prints `[redacted]` for `#[audit(redact)]` fields.
+fn debug_impl(ty: &Ident, columns: &[&Column<'_>], expected_version: bool) -> TokenStream {
+    let name = ty.to_string();
+    let entries = columns.iter().map(|c| {
+        let ident = c.field.ident;
+        let label = c.field.name();
+        if c.field.audit.redact.is_some() {
+            quote!(.field(#label, &::keel::__private::audit::REDACTED))
+        } else {
+            quote!(.field(#label, &self.#ident))
+        }
+    });
+    let version =
+        expected_version.then(|| quote!(.field("expected_version", &self.expected_version)));
+    quote! {
+        #[automatically_derived]
+        impl ::core::fmt::Debug for #ty {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(#name) #(#entries)* #version .finish()
+            }
+        }
+    }
+}
+
+/// The body of `validate_create` / `validate_patch`, or `None` when no field has a rule.
+fn validation(columns: &[&Column<'_>], patch: bool) -> Option<TokenStream> {
+    let checks: Vec<TokenStream> = columns
+        .iter()
+        .filter(|c| !c.rules.is_empty())
+        .map(|c| {
+            let ident = c.field.ident;
+            let pointer = format!("/{}", c.field.name());
+            let inner = c.field.inner;
+            let rules = c.rules.iter().map(|rule| match &rule.value {
+                Rule::Length { min, max } => {
+                    let (min, max) = (opt_u64(*min), opt_u64(*max));
+                    quote!(::keel::__private::validate::length(&mut errors, #pointer, value, #min, #max);)
+                }
+                Rule::Range { min, max } => {
+                    let bound = |b: &Option<syn::Lit>| match b {
+                        Some(lit) => quote!(::core::option::Option::Some((#lit) as #inner)),
+                        None => quote!(::core::option::Option::None),
+                    };
+                    let (min, max) = (bound(min), bound(max));
+                    quote!(::keel::__private::validate::range(&mut errors, #pointer, *value, #min, #max);)
+                }
+                Rule::Email => quote!(::keel::__private::validate::email(&mut errors, #pointer, value);),
+                Rule::Url => quote!(::keel::__private::validate::url(&mut errors, #pointer, value);),
+                Rule::Regex(pattern) => quote! {{
+                    static PATTERN: ::std::sync::LazyLock<::keel::__private::regex::Regex> =
+                        ::std::sync::LazyLock::new(|| {
+                            ::keel::__private::regex::Regex::new(#pattern)
+                                .expect("the pattern was checked when the derive expanded")
+                        });
+                    ::keel::__private::validate::pattern(&mut errors, #pointer, value, &PATTERN);
+                }},
+                Rule::Custom(path) => quote!(::keel::__private::validate::custom(&mut errors, #pointer, #path(value));),
+            });
+            let binding = match (patch, c.field.optional) {
+                (false, false) => quote!(let ::core::option::Option::Some(value) = ::core::option::Option::Some(&input.#ident)),
+                (false, true) | (true, false) => quote!(let ::core::option::Option::Some(value) = &input.#ident),
+                (true, true) => quote!(let ::core::option::Option::Some(::core::option::Option::Some(value)) = &input.#ident),
+            };
+            quote! {
+                if #binding {
+                    #(#rules)*
+                }
+            }
+        })
+        .collect();
+    (!checks.is_empty()).then(|| quote!(#(#checks)*))
+}
+
+fn opt_u64(v: Option<u64>) -> TokenStream {
+    match v {
+        Some(n) => quote!(::core::option::Option::Some(#n)),
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+/// `#[derive(Audit)]`.
+pub(crate) fn audit(model: &EntityModel<'_>) -> TokenStream {
+    let ident = model.ident;
+    let recorded: Vec<&FieldModel<'_>> = model
+        .fields
+        .iter()
+        .filter(|f| f.audit.skip.is_none())
+        .collect();
+    let redacted: Vec<String> = recorded
+        .iter()
+        .filter(|f| f.audit.redact.is_some())
+        .map(|f| f.name())
+        .collect();
+    let diffs = recorded.iter().map(|f| {
+        let field = f.ident;
+        let name = f.name();
+        if f.audit.redact.is_some() {
+            quote!(::keel::__private::audit::redacted(&mut changes, #name, &old.#field, &new.#field);)
+        } else {
+            quote!(::keel::__private::audit::field(&mut changes, #name, &old.#field, &new.#field);)
+        }
+    });
+    let puts = recorded.iter().map(|f| {
+        let field = f.ident;
+        let name = f.name();
+        if f.audit.redact.is_some() {
+            quote!(::keel::__private::audit::put_redacted(&mut map, #name);)
+        } else {
+            quote!(::keel::__private::audit::put(&mut map, #name, &self.#field);)
+        }
+    });
+    quote! {
+        const _: () = {
+            #[automatically_derived]
+            impl ::keel::__private::Audit for #ident {
+                const REDACTED_FIELDS: &'static [&'static str] = &[#(#redacted),*];
+
+                fn diff(old: &Self, new: &Self) -> ::std::vec::Vec<::keel::__private::Change> {
+                    let mut changes = ::std::vec::Vec::new();
+                    #(#diffs)*
+                    changes
+                }
+
+                fn snapshot(&self) -> ::keel::__private::serde_json::Value {
+                    let mut map = ::keel::__private::serde_json::Map::new();
+                    #(#puts)*
+                    ::keel::__private::serde_json::Value::Object(map)
+                }
+            }
+        };
+    }
+}

@@ -1,0 +1,74 @@
+//! Field-level diffs of two versions of a row, with redaction.
+//!
+//! `#[derive(Audit)]` implements [`Audit`] for a model. Fields marked
+//! `#[audit(skip)]` are never recorded; fields marked `#[audit(redact)]` are
+//! recorded as changed with both values shown as `"[redacted]"`, and appear
+//! as `"[redacted]"` in every [`snapshot`](Audit::snapshot).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// What a redacted value is shown as.
+pub const REDACTED: &str = "[redacted]";
+
+/// One changed field: `{field, old, new}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// The field's name.
+    pub field: String,
+    /// Its value before (JSON; `"[redacted]"` for redacted fields).
+    pub old: Value,
+    /// Its value after.
+    pub new: Value,
+}
+
+/// A model whose changes can be recorded.
+pub trait Audit {
+    /// Names of the fields shown as `"[redacted]"`.
+    const REDACTED_FIELDS: &'static [&'static str];
+
+    /// The fields that differ between `old` and `new`, in declaration order.
+    fn diff(old: &Self, new: &Self) -> Vec<Change>;
+
+    /// The row as JSON for audit rows and event payloads: skipped fields
+    /// left out, redacted fields replaced by `"[redacted]"`.
+    fn snapshot(&self) -> Value;
+}
+
+/// Records `name` if it changed. Used by the derive.
+pub fn field<T: Serialize + PartialEq>(changes: &mut Vec<Change>, name: &str, old: &T, new: &T) {
+    if old != new {
+        changes.push(Change {
+            field: name.to_owned(),
+            old: to_json(old),
+            new: to_json(new),
+        });
+    }
+}
+
+/// Records that redacted field `name` changed, without its values. Used by the derive.
+pub fn redacted<T: PartialEq>(changes: &mut Vec<Change>, name: &str, old: &T, new: &T) {
+    if old != new {
+        changes.push(Change {
+            field: name.to_owned(),
+            old: Value::String(REDACTED.to_owned()),
+            new: Value::String(REDACTED.to_owned()),
+        });
+    }
+}
+
+/// Adds `name` to a snapshot. Used by the derive.
+pub fn put<T: Serialize>(snapshot: &mut Map<String, Value>, name: &str, value: &T) {
+    snapshot.insert(name.to_owned(), to_json(value));
+}
+
+/// Adds redacted field `name` to a snapshot. Used by the derive.
+pub fn put_redacted(snapshot: &mut Map<String, Value>, name: &str) {
+    snapshot.insert(name.to_owned(), Value::String(REDACTED.to_owned()));
+}
+
+fn to_json<T: Serialize>(value: &T) -> Value {
+    // Serialising a column value to JSON fails only for maps with non-string
+    // keys, which no column type has.
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
