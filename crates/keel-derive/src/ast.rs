@@ -25,7 +25,7 @@ pub(crate) enum TypeKind {
 
 impl TypeKind {
     fn of(ty: &Type) -> TypeKind {
-        let Type::Path(path) = ty else {
+        let Type::Path(path) = ungroup(ty) else {
             return TypeKind::Other;
         };
         let Some(last) = path.path.segments.last() else {
@@ -165,9 +165,20 @@ impl<'a> EntityModel<'a> {
     }
 }
 
+/// The type inside invisible groups (a `$t:ty` of `macro_rules!`) and parentheses.
+pub(crate) fn ungroup(mut ty: &Type) -> &Type {
+    loop {
+        match ty {
+            Type::Group(g) => ty = &g.elem,
+            Type::Paren(p) => ty = &p.elem,
+            _ => return ty,
+        }
+    }
+}
+
 /// `(T, true)` for `Option<T>`, else `(ty, false)`.
 fn option_inner(ty: &Type) -> (&Type, bool) {
-    if let Type::Path(path) = ty
+    if let Type::Path(path) = ungroup(ty)
         && path.qself.is_none()
         && let Some(last) = path.path.segments.last()
         && last.ident == "Option"

@@ -31,13 +31,14 @@ pub(crate) fn service(plan: &Plan<'_>) -> TokenStream {
     let new_ty = format_ident!("New{}", plan.type_name);
     let patch_ty = format_ident!("{}Patch", plan.type_name);
     let service_ty = format_ident!("{}Service", plan.type_name);
-    let key_ty = plan.pk.map_or_else(
-        || quote!(::std::string::String),
-        |pk| {
+    // An unsupported key was reported; a stand-in keeps follow-on errors away.
+    let key_ty = match plan.pk {
+        Some(pk) if plan.key_ok => {
             let ty = pk.ty;
             quote!(#ty)
-        },
-    );
+        }
+        _ => quote!(::std::string::String),
+    };
 
     let role = |r: Role| some_column(plan.role(r));
     let (version, created_at, updated_at) = (
@@ -81,7 +82,8 @@ pub(crate) fn service(plan: &Plan<'_>) -> TokenStream {
     let patch_idents: Vec<&Ident> = patch.iter().map(|c| c.field.ident).collect();
     let has_version = plan.role(Role::Version).is_some();
     // Every column set from the input: no `..Default::default()` (clippy's needless_update).
-    let rest = (create.len() < plan.columns.len()).then(|| quote!(..::core::default::Default::default()));
+    let rest =
+        (create.len() < plan.columns.len()).then(|| quote!(..::core::default::Default::default()));
 
     let patch_version = has_version.then(|| {
         quote! {

@@ -31,6 +31,8 @@ pub(crate) struct Plan<'a> {
     /// `Product` for `product`: prefix of `NewProduct`, `ProductPatch`, `ProductService`.
     pub(crate) type_name: Ident,
     pub(crate) pk: Option<&'a FieldModel<'a>>,
+    /// Whether the key's type is one Keel supports (else the expansion uses a stand-in).
+    pub(crate) key_ok: bool,
     pub(crate) roles: Vec<(Role, &'a FieldModel<'a>)>,
     pub(crate) soft_delete: Option<&'a FieldModel<'a>>,
     pub(crate) columns: Vec<Column<'a>>,
@@ -91,7 +93,12 @@ pub(crate) fn check<'a>(model: &'a EntityModel<'a>, errors: &mut Errors) -> Plan
         Span::call_site(),
     );
 
-    let pk = primary_key(model, errors);
+    let pk = if model.sea.table_name.is_some() {
+        primary_key(model, errors)
+    } else {
+        None
+    };
+    let key_ok = pk.is_some_and(|k| !k.optional && KEY_TYPES.contains(&last_ident(k.ty).as_str()));
     let roles = roles(model, pk, errors);
     let soft_delete = soft_delete(model, errors);
 
@@ -166,6 +173,7 @@ pub(crate) fn check<'a>(model: &'a EntityModel<'a>, errors: &mut Errors) -> Plan
         plural,
         type_name,
         pk,
+        key_ok,
         roles,
         soft_delete,
         columns,
@@ -198,7 +206,7 @@ fn primary_key<'a>(model: &'a EntityModel<'a>, errors: &mut Errors) -> Option<&'
                 errors.at(
                     key.ty,
                     format!(
-                        "the primary key must be one of {}, not optional",
+                        "the primary key must be one of {}, not an Option",
                         KEY_TYPES.join(", ")
                     ),
                 );
@@ -222,7 +230,7 @@ fn primary_key<'a>(model: &'a EntityModel<'a>, errors: &mut Errors) -> Option<&'
 }
 
 fn last_ident(ty: &syn::Type) -> String {
-    match ty {
+    match crate::ast::ungroup(ty) {
         syn::Type::Path(p) => p
             .path
             .segments
@@ -264,24 +272,24 @@ fn roles<'a>(
             let (ok, wanted) = match r {
                 Role::Version => (
                     field.kind == TypeKind::Int && !field.optional,
-                    "an integer (i32 or i64), not optional",
+                    "an integer such as i32 or i64, not an Option",
                 ),
                 Role::CreatedAt | Role::UpdatedAt => (
                     field.kind == TypeKind::Timestamp && !field.optional,
-                    "a timestamp such as DateTimeUtc, not optional",
+                    "a timestamp such as DateTimeUtc, not an Option",
                 ),
                 Role::CreatedBy | Role::UpdatedBy | Role::Tenant => (
                     field.kind == TypeKind::Text && !field.optional,
-                    "a String, not optional",
+                    "a String, not an Option",
                 ),
             };
             if !ok {
                 errors.at(
                     field.ty,
                     format!(
-                        "`{}` must be {wanted} to be the `{}` column",
-                        field.name(),
-                        r.name()
+                        "the `{}` column `{}` must be {wanted}",
+                        r.name(),
+                        field.name()
                     ),
                 );
                 continue;
@@ -446,7 +454,11 @@ fn rules<'a>(
                         pattern,
                         format!(
                             "invalid regex: {}",
-                            e.to_string().lines().last().unwrap_or("syntax error")
+                            e.to_string()
+                                .lines()
+                                .last()
+                                .unwrap_or("syntax error")
+                                .trim_start_matches("error: ")
                         ),
                     );
                     continue;

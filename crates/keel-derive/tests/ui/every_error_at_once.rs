@@ -1,0 +1,24 @@
+use keel::Service;
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize, Service)]
+#[sea_orm(table_name = "things")]
+#[service(plural = "things", soft_delete = "removed")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    #[service(filtr)]
+    pub name: String,
+    #[service(version)]
+    pub version: bool,
+    #[service(filter(like))]
+    pub stock: i32,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
+
+fn main() {}

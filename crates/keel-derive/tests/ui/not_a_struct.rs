@@ -1,0 +1,9 @@
+use keel::Service;
+
+#[derive(Service)]
+pub enum Model {
+    A,
+    B,
+}
+
+fn main() {}

@@ -1,0 +1,19 @@
+use keel::Service;
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize, Service)]
+#[sea_orm(table_name = "things")]
+#[service(soft_delete = "deleted_at")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub deleted_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
+
+fn main() {}
