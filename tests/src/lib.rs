@@ -263,6 +263,7 @@ pub async fn create_tables(keel: &Keel) {
     keel.create_table(country::Entity).await.expect("countries");
     keel.create_table(tag::Entity).await.expect("tags");
     keel.create_table(review::Entity).await.expect("reviews");
+    keel.create_table(ticket::Entity).await.expect("tickets");
     keel.db()
         .execute_unprepared(gadget::ddl(keel.backend()))
         .await

@@ -7,6 +7,7 @@
 
 mod backends {
     pub(crate) mod crud;
+    pub(crate) mod derive;
     pub(crate) mod errors;
     pub(crate) mod query;
 }
@@ -18,11 +19,12 @@ fn main() {
     let probes = keel_tests::probe_backends();
     let mut trials = Vec::new();
     let all = [
-        backends::crud::CASES,
-        backends::errors::CASES,
-        backends::query::CASES,
+        ("crud", backends::crud::CASES),
+        ("derive", backends::derive::CASES),
+        ("errors", backends::errors::CASES),
+        ("query", backends::query::CASES),
     ];
-    for (module, cases) in ["crud", "errors", "query"].iter().zip(all) {
+    for (module, cases) in all {
         for &(name, body) in cases {
             for probe in &probes {
                 let backend = probe.backend;

@@ -164,6 +164,7 @@ pub(crate) fn text(ty: &ArrayType, s: &str) -> Option<Value> {
         ArrayType::ChronoDate => {
             Value::ChronoDate(Some(NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?))
         }
+        ArrayType::TimeDate => Value::TimeDate(Some(time::Date::parse(s, DATE_FORMAT).ok()?)),
         ArrayType::ChronoDateTime
         | ArrayType::ChronoDateTimeUtc
         | ArrayType::ChronoDateTimeLocal
@@ -266,6 +267,20 @@ mod tests {
                 Value::ChronoDateTimeUtc(Some(at)),
             ),
             (ArrayType::ChronoDateTimeUtc, Value::ChronoDateTimeUtc(None)),
+            (
+                ArrayType::TimeDate,
+                Value::TimeDate(Some(time::macros::date!(2026 - 12 - 24))),
+            ),
+            (
+                ArrayType::TimeDateTimeWithTimeZone,
+                Value::TimeDateTimeWithTimeZone(Some(
+                    time::macros::datetime!(2026-01-02 03:04:05.123456 UTC),
+                )),
+            ),
+            (
+                ArrayType::ChronoDate,
+                Value::ChronoDate(NaiveDate::from_ymd_opt(2026, 2, 28)),
+            ),
             (ArrayType::String, Value::String(None)),
         ];
         for (ty, value) in cases {
