@@ -1,5 +1,8 @@
 //! Quickstart: a product service on SQLite, no server needed.
 //!
+//! (The `Resource` trait's documentation shows the same kind of impl written
+//! by hand.)
+//!
 //! ```sh
 //! cargo run -p keel --example quickstart
 //! ```
@@ -11,28 +14,49 @@
 // be written exactly as in a library.
 #![allow(unreachable_pub)]
 
+use keel::Error;
 use keel::prelude::*;
-use keel::{Error, ValidationErrors};
 
-/// The sea-orm entity, as you would write it for sea-orm alone.
+/// A sea-orm entity plus one derive: `#[derive(Service)]` writes the
+/// `Resource` impl, `NewProduct`, `ProductPatch` and `ProductService`.
 mod product {
     use sea_orm::entity::prelude::*;
-    use serde::Serialize;
+    use serde::{Deserialize, Serialize};
 
-    #[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize)]
+    #[derive(
+        Clone,
+        Debug,
+        PartialEq,
+        DeriveEntityModel,
+        Serialize,
+        Deserialize,
+        keel::Service,
+        keel::Audit,
+    )]
     #[sea_orm(table_name = "quickstart_products")]
+    #[service(name = "product", soft_delete = "deleted_at")]
     pub struct Model {
         #[sea_orm(primary_key)]
+        #[service(filter, sort)]
         pub id: i64,
         #[sea_orm(unique)]
+        #[service(filter(eq, has), sort, validate(length(min = 1, max = 64)))]
         pub sku: String,
+        #[service(filter, sort)]
         pub name: String,
+        #[service(filter(eq, ne, has))]
         pub description: Option<String>,
+        #[service(filter, sort, validate(range(min = 0)))]
         pub price_cents: i64,
+        #[service(version)]
         pub version: i32,
+        #[service(created_at, filter, sort)]
         pub created_at: DateTimeUtc,
+        #[service(updated_at)]
         pub updated_at: DateTimeUtc,
+        #[service(created_by)]
         pub created_by: String,
+        #[service(updated_by)]
         pub updated_by: String,
         pub deleted_at: Option<DateTimeUtc>,
     }
@@ -43,105 +67,7 @@ mod product {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// What a client may send to create a product: no id, version, timestamps or actor.
-#[derive(Clone, Debug)]
-pub struct NewProduct {
-    sku: String,
-    name: String,
-    description: Option<String>,
-    price_cents: i64,
-}
-
-/// A partial update. `description: Some(None)` clears it, `None` keeps it.
-#[derive(Clone, Debug, Default)]
-pub struct ProductPatch {
-    name: Option<String>,
-    description: Option<Option<String>>,
-    price_cents: Option<i64>,
-    expected_version: Option<i64>,
-}
-
-/// The hand-written description of the resource (the `Service` derive will generate it).
-impl Resource for product::Entity {
-    type Key = i64;
-    type Create = NewProduct;
-    type Patch = ProductPatch;
-
-    const NAME: &'static str = "product";
-    const PLURAL: &'static str = "products";
-    const COLUMNS: Columns<Self> = Columns {
-        version: Some(product::Column::Version),
-        created_at: Some(product::Column::CreatedAt),
-        updated_at: Some(product::Column::UpdatedAt),
-        created_by: Some(product::Column::CreatedBy),
-        updated_by: Some(product::Column::UpdatedBy),
-        deleted_at: Some(product::Column::DeletedAt),
-        ..Columns::NONE
-    };
-    const FIELDS: &'static [Field<Self>] = &[
-        Field::new("id", product::Column::Id)
-            .filter(Ops::ORDERED)
-            .sortable(),
-        Field::new("sku", product::Column::Sku)
-            .filter(Ops::EQUALITY.with(Ops::HAS))
-            .sortable()
-            .unique(),
-        Field::new("name", product::Column::Name)
-            .filter(Ops::ALL)
-            .sortable(),
-        Field::new("description", product::Column::Description)
-            .filter(Ops::EQUALITY.with(Ops::HAS)),
-        Field::new("price_cents", product::Column::PriceCents)
-            .filter(Ops::ORDERED)
-            .sortable(),
-        Field::new("created_at", product::Column::CreatedAt)
-            .filter(Ops::ORDERED)
-            .sortable(),
-    ];
-
-    fn create_model(input: NewProduct) -> product::ActiveModel {
-        use sea_orm::ActiveValue::Set;
-        product::ActiveModel {
-            sku: Set(input.sku),
-            name: Set(input.name),
-            description: Set(input.description),
-            price_cents: Set(input.price_cents),
-            ..Default::default()
-        }
-    }
-
-    fn apply_patch(patch: ProductPatch, model: &mut product::ActiveModel) {
-        use sea_orm::ActiveValue::Set;
-        if let Some(v) = patch.name {
-            model.name = Set(v);
-        }
-        if let Some(v) = patch.description {
-            model.description = Set(v);
-        }
-        if let Some(v) = patch.price_cents {
-            model.price_cents = Set(v);
-        }
-    }
-
-    fn patch_version(patch: &ProductPatch) -> Option<i64> {
-        patch.expected_version
-    }
-
-    fn validate_create(input: &NewProduct) -> Result<(), ValidationErrors> {
-        let mut errors = ValidationErrors::new();
-        if input.sku.is_empty() || input.sku.len() > 64 {
-            errors.add("/sku", "LENGTH", "must be 1 to 64 characters");
-        }
-        if input.price_cents < 0 {
-            errors.add("/price_cents", "OUT_OF_RANGE", "must be at least 0");
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
-    }
-}
+use product::{NewProduct, ProductPatch};
 
 #[tokio::main]
 async fn main() -> keel::Result<()> {
@@ -216,11 +142,9 @@ async fn main() -> keel::Result<()> {
         .update(
             &bob,
             lamp.id,
-            ProductPatch {
-                price_cents: Some(2200),
-                expected_version: Some(lamp.version.into()),
-                ..Default::default()
-            },
+            ProductPatch::default()
+                .price_cents(2200)
+                .if_version(lamp.version),
         )
         .await?;
     println!(
@@ -228,14 +152,7 @@ async fn main() -> keel::Result<()> {
         lamp.price_cents, lamp.version, lamp.updated_by
     );
     let lamp = products
-        .update(
-            &bob,
-            lamp.id,
-            ProductPatch {
-                description: Some(None),
-                ..Default::default()
-            },
-        )
+        .update(&bob, lamp.id, ProductPatch::default().description(None))
         .await?;
     println!(
         "cleared  description -> {:?}, v{}",
@@ -245,11 +162,7 @@ async fn main() -> keel::Result<()> {
         .update(
             &bob,
             lamp.id,
-            ProductPatch {
-                name: Some("Lamp".into()),
-                expected_version: Some(1),
-                ..Default::default()
-            },
+            ProductPatch::default().name("Lamp").if_version(1),
         )
         .await
     {

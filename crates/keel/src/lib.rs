@@ -19,19 +19,47 @@
 //!
 //! ```no_run
 //! use keel::prelude::*;
-//! # #[derive(Clone, Debug, Default)] struct E;
-//! # async fn demo<E: Resource<Key = i64>>(input: E::Create, patch: E::Patch) -> keel::Result<()> {
-//! let keel = Keel::from_env().await?; // DATABASE_URL, or the SQLite file keel.db
-//! let products = keel.service::<E>();
+//! use sea_orm::entity::prelude::*;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize, Service, Audit)]
+//! #[sea_orm(table_name = "products")]
+//! #[service(soft_delete = "deleted_at")]
+//! pub struct Model {
+//!     #[sea_orm(primary_key)]
+//!     #[service(filter, sort)]
+//!     pub id: i64,
+//!     #[sea_orm(unique)]
+//!     #[service(filter(eq, has), validate(length(min = 1, max = 64)))]
+//!     pub sku: String,
+//!     #[service(filter, sort, validate(range(min = 0)))]
+//!     pub price_cents: i64,
+//!     #[service(version)]
+//!     pub version: i32,
+//!     pub deleted_at: Option<DateTimeUtc>,
+//! }
+//!
+//! #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+//! pub enum Relation {}
+//!
+//! impl ActiveModelBehavior for ActiveModel {}
+//!
+//! # async fn demo() -> keel::Result<()> {
+//! let keel = Keel::from_env().await?; // DATABASE_URL, or the SQLite file ./keel.db
+//! let products: ProductService = keel.service::<Entity>();
 //! let ctx = Context::actor("alice");
+//! let p = products.create(&ctx, NewProduct { sku: "A1".into(), price_cents: 500 }).await?;
+//! let p = products.update(&ctx, p.id, ProductPatch::default().price_cents(990).if_version(p.version)).await?;
 //! let page = products
-//!     .list(&ctx, &ListQuery::new().filter("price_cents > 100").order_by("price_cents desc"))
+//!     .list(&ctx, &ListQuery::new().filter("price_cents > 100").order_by("price_cents desc").page_size(20))
 //!     .await?;
 //! # Ok(()) }
 //! ```
 //!
-//! See `examples/quickstart.rs` for a complete program, with a hand-written
-//! [`Resource`] impl.
+//! The derives are documented on [`Service`](macro@Service) and
+//! [`Audit`](macro@Audit); the [`Resource`] trait's documentation shows the
+//! same description written by hand. `examples/quickstart.rs` is a complete
+//! program.
 
 pub mod audit;
 mod config;

@@ -19,7 +19,7 @@
 //! let mut errors = ValidationErrors::new();
 //! validate::length(&mut errors, "/sku", "", Some(1), Some(64));
 //! validate::range(&mut errors, "/price_cents", -5_i64, Some(0), None);
-//! validate::email(&mut errors, "/email", "not-an-email");
+//! validate::email(&mut errors, "/email", &"not-an-email");
 //! let codes: Vec<_> = errors.errors().iter().map(|e| e.code.as_str()).collect();
 //! assert_eq!(codes, ["TOO_SHORT", "OUT_OF_RANGE", "INVALID_EMAIL"]);
 //! ```
@@ -43,6 +43,7 @@ pub fn length<V: ValidateLength<u64> + ?Sized>(
     }
     let too_short = matches!((value.length(), min), (Some(len), Some(min)) if len < min);
     let (code, message) = match (too_short, min, max) {
+        (true, Some(1), _) => ("TOO_SHORT", "must not be empty".to_owned()),
         (true, Some(min), _) => (
             "TOO_SHORT",
             format!("must be at least {min} characters long"),
