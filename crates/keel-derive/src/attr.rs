@@ -164,12 +164,23 @@ pub(crate) struct AuditAttrs {
     pub(crate) redact: Option<Span>,
 }
 
-fn unknown(errors: &mut Errors, meta: &ParseNestedMeta<'_>, what: &str, known: &[&str]) {
-    let key = meta
-        .path
+/// The key of a nested meta item (`filter` in `filter(eq)`), or "" for a path.
+fn key_of(meta: &ParseNestedMeta<'_>) -> String {
+    meta.path
         .get_ident()
         .map(ToString::to_string)
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Where the key of a nested meta item is written.
+fn span_of(meta: &ParseNestedMeta<'_>) -> Span {
+    meta.path
+        .get_ident()
+        .map_or_else(Span::call_site, syn::Ident::span)
+}
+
+fn unknown(errors: &mut Errors, meta: &ParseNestedMeta<'_>, what: &str, known: &[&str]) {
+    let key = key_of(meta);
     errors.at(
         &meta.path,
         format!("unknown {what} `{key}`{}", suggest(&key, known)),
@@ -226,11 +237,7 @@ impl StructAttrs {
     pub(crate) fn parse(errors: &mut Errors, list: &[Attribute]) -> StructAttrs {
         let mut out = StructAttrs::default();
         each(errors, list, "service", |errors, meta| {
-            let key = meta
-                .path
-                .get_ident()
-                .map(ToString::to_string)
-                .unwrap_or_default();
+            let key = key_of(meta);
             match key.as_str() {
                 "name" => out.name = Some(lit_str(meta)?),
                 "plural" => out.plural = Some(lit_str(meta)?),
@@ -258,7 +265,7 @@ impl CacheAttrs {
             return Ok(out);
         }
         meta.parse_nested_meta(|inner| {
-            let key = inner.path.get_ident().map(ToString::to_string).unwrap_or_default();
+            let key = key_of(&inner);
             match key.as_str() {
                 "ttl" | "l1_ttl" => {
                     let s: LitStr = inner.value()?.parse()?;
@@ -309,15 +316,8 @@ impl FieldAttrs {
     pub(crate) fn parse(errors: &mut Errors, list: &[Attribute]) -> FieldAttrs {
         let mut out = FieldAttrs::default();
         each(errors, list, "service", |errors, meta| {
-            let key = meta
-                .path
-                .get_ident()
-                .map(ToString::to_string)
-                .unwrap_or_default();
-            let span = meta
-                .path
-                .get_ident()
-                .map_or_else(Span::call_site, syn::Ident::span);
+            let key = key_of(meta);
+            let span = span_of(meta);
             if let Some(role) = Role::from_key(&key) {
                 out.roles.push(Spanned::new(role, span));
                 return Ok(());
@@ -327,11 +327,7 @@ impl FieldAttrs {
                     let mut ops = Vec::new();
                     if meta.input.peek(syn::token::Paren) {
                         meta.parse_nested_meta(|op| {
-                            let name = op
-                                .path
-                                .get_ident()
-                                .map(ToString::to_string)
-                                .unwrap_or_default();
+                            let name = key_of(&op);
                             match Op::from_key(&name) {
                                 Some(o) => ops.push(Spanned::new(
                                     o,
@@ -366,15 +362,8 @@ impl Rule {
         errors: &mut Errors,
         meta: &ParseNestedMeta<'_>,
     ) -> syn::Result<Option<Spanned<Rule>>> {
-        let key = meta
-            .path
-            .get_ident()
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        let span = meta
-            .path
-            .get_ident()
-            .map_or_else(Span::call_site, syn::Ident::span);
+        let key = key_of(meta);
+        let span = span_of(meta);
         let rule = match key.as_str() {
             "length" => {
                 let (mut min, mut max) = (None, None);
@@ -453,10 +442,7 @@ impl SeaAttrs {
     pub(crate) fn parse(errors: &mut Errors, list: &[Attribute]) -> SeaAttrs {
         let mut out = SeaAttrs::default();
         each(errors, list, "sea_orm", |_, meta| {
-            let span = meta
-                .path
-                .get_ident()
-                .map_or_else(Span::call_site, syn::Ident::span);
+            let span = span_of(meta);
             if meta.path.is_ident("table_name") {
                 out.table_name = Some(lit_str(meta)?);
             } else if meta.path.is_ident("primary_key") {
@@ -480,10 +466,7 @@ impl AuditAttrs {
     pub(crate) fn parse(errors: &mut Errors, list: &[Attribute]) -> AuditAttrs {
         let mut out = AuditAttrs::default();
         each(errors, list, "audit", |errors, meta| {
-            let span = meta
-                .path
-                .get_ident()
-                .map_or_else(Span::call_site, syn::Ident::span);
+            let span = span_of(meta);
             if meta.path.is_ident("skip") {
                 out.skip = Some(span);
             } else if meta.path.is_ident("redact") {
