@@ -479,3 +479,20 @@ impl AuditAttrs {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration_ms;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("500ms"), Some(500));
+        assert_eq!(parse_duration_ms("30s"), Some(30_000));
+        assert_eq!(parse_duration_ms("5m"), Some(300_000));
+        assert_eq!(parse_duration_ms("1h"), Some(3_600_000));
+        assert_eq!(parse_duration_ms("2d"), Some(172_800_000));
+        for bad in ["", "5", "m", "5 parsecs", "-1s", "1.5s"] {
+            assert_eq!(parse_duration_ms(bad), None, "{bad}");
+        }
+    }
+}

@@ -59,3 +59,15 @@ fn distance(a: &str, b: &str) -> usize {
     }
     row[b.len()]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::suggest;
+
+    #[test]
+    fn close_names_are_suggested() {
+        assert_eq!(suggest("filtr", &["filter", "sort"]), "; did you mean `filter`?");
+        assert_eq!(suggest("nmae", &["name", "plural"]), "; did you mean `name`?");
+        assert_eq!(suggest("zzz", &["name", "plural"]), "; expected one of: name, plural");
+    }
+}

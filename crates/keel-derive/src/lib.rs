@@ -52,3 +52,63 @@ pub fn derive_audit(input: TokenStream) -> TokenStream {
     out.extend(expand::audit(&model));
     out.into()
 }
+
+#[cfg(test)]
+mod size {
+    //! How much code the derives write for a typical entity (the one of
+    //! `bench/derive-build`), formatted by rustfmt. A guard against the
+    //! generated code growing: shared logic belongs in the core.
+
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    use super::{ast, errors::Errors, expand, valid};
+
+    const ENTITY: &str = r#"
+        #[sea_orm(table_name = "items")]
+        #[service(name = "item", soft_delete = "deleted_at")]
+        pub struct Model {
+            #[sea_orm(primary_key)] #[service(filter, sort)] pub id: i64,
+            #[sea_orm(unique)] #[service(filter(eq, has), sort, validate(length(min = 1, max = 64)))] pub sku: String,
+            #[service(filter, sort, validate(length(min = 1, max = 200)))] pub name: String,
+            #[service(filter(eq, has))] pub description: Option<String>,
+            #[service(filter, sort, validate(range(min = 0)))] pub price_cents: i64,
+            #[service(filter, sort)] pub stock: i32,
+            #[service(filter)] pub active: bool,
+            #[audit(redact)] pub supplier_token: Option<String>,
+            #[service(version)] pub version: i32,
+            #[service(created_at, filter, sort)] pub created_at: DateTimeUtc,
+            #[service(updated_at)] pub updated_at: DateTimeUtc,
+            #[service(created_by)] pub created_by: String,
+            #[service(updated_by)] pub updated_by: String,
+            pub deleted_at: Option<DateTimeUtc>,
+        }
+    "#;
+
+    fn formatted_lines(code: &str) -> usize {
+        let mut rustfmt = Command::new("rustfmt")
+            .args(["--edition", "2024", "--emit", "stdout"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("rustfmt runs");
+        rustfmt.stdin.take().expect("stdin").write_all(code.as_bytes()).expect("write");
+        let out = rustfmt.wait_with_output().expect("rustfmt output");
+        assert!(out.status.success(), "rustfmt failed");
+        String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim().is_empty()).count()
+    }
+
+    #[test]
+    fn generated_lines_per_entity() {
+        let input: syn::DeriveInput = syn::parse_str(ENTITY).expect("entity parses");
+        let mut errors = Errors::default();
+        let model = ast::EntityModel::from_syn(&input, &mut errors, "Service").expect("a struct");
+        let plan = valid::check(&model, &mut errors);
+        assert!(errors.to_compile_errors().is_empty(), "the bench entity is valid");
+        let service = formatted_lines(&expand::service(&plan).to_string());
+        let audit = formatted_lines(&expand::audit(&model).to_string());
+        println!("generated lines for one 14-field entity: Service {service}, Audit {audit}");
+        assert!(service < 450, "Service generates {service} lines");
+        assert!(audit < 120, "Audit generates {audit} lines");
+    }
+}
