@@ -66,8 +66,17 @@ mod tests {
 
     #[test]
     fn close_names_are_suggested() {
-        assert_eq!(suggest("filtr", &["filter", "sort"]), "; did you mean `filter`?");
-        assert_eq!(suggest("nmae", &["name", "plural"]), "; did you mean `name`?");
-        assert_eq!(suggest("zzz", &["name", "plural"]), "; expected one of: name, plural");
+        assert_eq!(
+            suggest("filtr", &["filter", "sort"]),
+            "; did you mean `filter`?"
+        );
+        assert_eq!(
+            suggest("nmae", &["name", "plural"]),
+            "; did you mean `name`?"
+        );
+        assert_eq!(
+            suggest("zzz", &["name", "plural"]),
+            "; expected one of: name, plural"
+        );
     }
 }

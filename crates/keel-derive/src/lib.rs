@@ -92,10 +92,18 @@ mod size {
             .stdout(Stdio::piped())
             .spawn()
             .expect("rustfmt runs");
-        rustfmt.stdin.take().expect("stdin").write_all(code.as_bytes()).expect("write");
+        rustfmt
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(code.as_bytes())
+            .expect("write");
         let out = rustfmt.wait_with_output().expect("rustfmt output");
         assert!(out.status.success(), "rustfmt failed");
-        String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim().is_empty()).count()
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .count()
     }
 
     #[test]
@@ -104,7 +112,10 @@ mod size {
         let mut errors = Errors::default();
         let model = ast::EntityModel::from_syn(&input, &mut errors, "Service").expect("a struct");
         let plan = valid::check(&model, &mut errors);
-        assert!(errors.to_compile_errors().is_empty(), "the bench entity is valid");
+        assert!(
+            errors.to_compile_errors().is_empty(),
+            "the bench entity is valid"
+        );
         let service = formatted_lines(&expand::service(&plan).to_string());
         let audit = formatted_lines(&expand::audit(&model).to_string());
         println!("generated lines for one 14-field entity: Service {service}, Audit {audit}");
