@@ -6,6 +6,7 @@
 //! the environment variables.
 
 mod backends {
+    pub(crate) mod audit;
     pub(crate) mod crud;
     pub(crate) mod derive;
     pub(crate) mod errors;
@@ -19,6 +20,7 @@ fn main() {
     let probes = keel_tests::probe_backends();
     let mut trials = Vec::new();
     let all = [
+        ("audit", backends::audit::CASES),
         ("crud", backends::crud::CASES),
         ("derive", backends::derive::CASES),
         ("errors", backends::errors::CASES),

@@ -54,6 +54,21 @@ pub(crate) fn service(plan: &Plan<'_>) -> TokenStream {
     let deleted_at = some_column(plan.soft_delete);
 
     let fields = plan.columns.iter().map(field_entry);
+    let names = |pick: fn(&FieldModel<'_>) -> bool| -> Vec<String> {
+        plan.model
+            .columns()
+            .filter(|f| pick(f))
+            .map(FieldModel::name)
+            .collect()
+    };
+    let redacted = names(|f| f.audit.redact.is_some());
+    let skipped = names(|f| f.audit.skip.is_some());
+    let audit_consts = (!redacted.is_empty() || !skipped.is_empty()).then(|| {
+        quote! {
+            const REDACTED_FIELDS: &'static [&'static str] = &[#(#redacted),*];
+            const AUDIT_SKIPPED: &'static [&'static str] = &[#(#skipped),*];
+        }
+    });
     let cache = plan.cache.map(|c| {
         let ttl = c.ttl_ms.unwrap_or(60_000);
         let l1_ttl = c.l1_ttl_ms.unwrap_or(5_000);
@@ -182,6 +197,7 @@ pub(crate) fn service(plan: &Plan<'_>) -> TokenStream {
                     tenant: #tenant,
                 };
                 const FIELDS: &'static [::keel::__private::Field<Self>] = &[#(#fields),*];
+                #audit_consts
                 #cache
 
                 fn event_type(action: ::keel::__private::WriteAction) -> ::std::borrow::Cow<'static, str> {

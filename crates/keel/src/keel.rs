@@ -122,6 +122,17 @@ impl Keel {
         Ok(())
     }
 
+    /// Creates the tables Keel itself needs (today `keel_audit`) if they do
+    /// not exist. Run it once at start-up, before the first write.
+    pub async fn migrate(&self) -> Result<()> {
+        crate::audit::log_table(self).await
+    }
+
+    /// The audit log.
+    pub fn audit_log(&self) -> crate::audit::AuditLog {
+        crate::audit::AuditLog::new(self.clone())
+    }
+
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) -> Result<()> {
         self.inner.db.clone().close().await.map_err(Error::from)

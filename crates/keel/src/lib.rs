@@ -71,7 +71,7 @@ mod resource;
 mod service;
 pub mod validate;
 
-pub use audit::{Audit, Change};
+pub use audit::{Audit, AuditEntry, AuditLog, Change, HistoryQuery};
 pub use config::{DEFAULT_DATABASE_URL, KeelConfig, PoolConfig, Secret};
 pub use context::Context;
 pub use error::{BoxError, Envelope, Error, ErrorBody, FieldError, Result, ValidationErrors};

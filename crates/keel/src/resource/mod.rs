@@ -135,6 +135,12 @@ pub trait Resource:
     /// their allowed filter operators and whether they sort and are unique.
     const FIELDS: &'static [Field<Self>] = &[];
 
+    /// Fields the audit log and events record as changed but show as
+    /// `"[redacted]"` (`#[audit(redact)]` with the derive).
+    const REDACTED_FIELDS: &'static [&'static str] = &[];
+    /// Fields the audit log leaves out (`#[audit(skip)]` with the derive).
+    const AUDIT_SKIPPED: &'static [&'static str] = &[];
+
     /// How reads are cached (off unless the resource opts in).
     const CACHE: CachePolicy = CachePolicy::DISABLED;
 

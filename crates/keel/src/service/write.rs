@@ -13,7 +13,7 @@ use sea_orm::{
 use super::BaseService;
 use crate::query::primary_key_column;
 use crate::resource::value::{self, column_type};
-use crate::{Context, Error, Resource, Result};
+use crate::{Context, Error, Resource, Result, WriteAction, audit};
 
 type ActiveModelOf<E> = <E as EntityTrait>::ActiveModel;
 
@@ -41,7 +41,8 @@ impl<E: Resource> BaseService<E> {
                 let tx = self.begin().await?;
                 match model.insert(&tx).await {
                     Ok(row) => {
-                        self.commit(tx).await?;
+                        self.finish(tx, ctx, WriteAction::Created, &row, None, Some(&row))
+                            .await?;
                         Ok(row)
                     }
                     Err(err) => {
@@ -95,7 +96,8 @@ impl<E: Resource> BaseService<E> {
         }
         let unique = Self::unique_candidates(&model);
         self.stamp_write(ctx, &mut model, &old)?;
-        self.save(tx, model, &old, unique, id).await
+        self.save(tx, ctx, WriteAction::Updated, model, &old, unique, id)
+            .await
     }
 
     /// Deletes the row with key `id`: sets `deleted_at` for a soft-deleted
@@ -134,7 +136,8 @@ impl<E: Resource> BaseService<E> {
                 "deleted_at",
             )?;
             self.stamp_write(ctx, &mut model, &old)?;
-            self.save(tx, model, &old, Vec::new(), id).await?;
+            self.save(tx, ctx, WriteAction::Deleted, model, &old, Vec::new(), id)
+                .await?;
             return Ok(());
         }
         let mut delete = E::delete_many().filter(Self::by_key(id));
@@ -142,7 +145,10 @@ impl<E: Resource> BaseService<E> {
             delete = delete.filter(version.eq(old.get(version)));
         }
         match delete.exec(&tx).await {
-            Ok(result) if result.rows_affected == 1 => self.commit(tx).await,
+            Ok(result) if result.rows_affected == 1 => {
+                self.finish(tx, ctx, WriteAction::Deleted, &old, Some(&old), None)
+                    .await
+            }
             Ok(_) => {
                 rollback(tx).await;
                 Err(self.conflict_after_race(id, &old).await)
@@ -182,7 +188,8 @@ impl<E: Resource> BaseService<E> {
                 "deleted_at",
             )?;
             self.stamp_write(ctx, &mut model, &old)?;
-            self.save(tx, model, &old, Vec::new(), &id).await
+            self.save(tx, ctx, WriteAction::Restored, model, &old, Vec::new(), &id)
+                .await
         }))
         .await
     }
@@ -222,6 +229,29 @@ impl<E: Resource> BaseService<E> {
             .map_err(|e| self.db_error(e))
     }
 
+    /// The end of every write: its audit row, then commit.
+    async fn finish(
+        &self,
+        tx: DatabaseTransaction,
+        ctx: &Context,
+        action: WriteAction,
+        row: &E::Model,
+        old: Option<&E::Model>,
+        new: Option<&E::Model>,
+    ) -> Result<()> {
+        let pk = primary_key_column::<E>();
+        let id = <E::Key as crate::Key>::from_value(row.get(pk))
+            .map(|k| k.to_string())
+            .unwrap_or_default();
+        let changes = audit::resource_changes::<E>(old, new);
+        if let Err(err) = audit::append::<E, _>(&tx, ctx, action, id, now(), &changes).await {
+            rollback(tx).await;
+            return Err(self.db_error(err));
+        }
+        // The outbox row carrying the write's event joins the transaction here.
+        self.commit(tx).await
+    }
+
     async fn commit(&self, tx: DatabaseTransaction) -> Result<()> {
         tx.commit().await.map_err(|e| self.db_error(e))
     }
@@ -248,9 +278,12 @@ impl<E: Resource> BaseService<E> {
     }
 
     /// Writes the changed columns, guarded by the row's version, and commits.
+    #[allow(clippy::too_many_arguments)]
     async fn save(
         &self,
         tx: DatabaseTransaction,
+        ctx: &Context,
+        action: WriteAction,
         model: ActiveModelOf<E>,
         old: &E::Model,
         unique: Vec<(&'static str, E::Column, Value)>,
@@ -265,7 +298,8 @@ impl<E: Resource> BaseService<E> {
         }
         match update.exec(&tx).await {
             Ok(row) => {
-                self.commit(tx).await?;
+                self.finish(tx, ctx, action, &row, Some(old), Some(&row))
+                    .await?;
                 Ok(row)
             }
             Err(DbErr::RecordNotUpdated) => {

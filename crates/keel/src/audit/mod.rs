@@ -1,9 +1,22 @@
-//! Field-level diffs of two versions of a row, with redaction.
+//! The audit log, and field-level diffs with redaction.
 //!
-//! `#[derive(Audit)]` implements [`Audit`] for a model. Fields marked
-//! `#[audit(skip)]` are never recorded; fields marked `#[audit(redact)]` are
-//! recorded as changed with both values shown as `"[redacted]"`, and appear
-//! as `"[redacted]"` in every [`snapshot`](Audit::snapshot).
+//! Every write of a [`BaseService`](crate::BaseService) appends one row to
+//! the `keel_audit` table, in the same transaction as the change: entity,
+//! entity id, action, actor, tenant, request id, time, and the changed fields
+//! (`[{field, old, new}]`). Fields the resource marks `#[audit(skip)]` are
+//! left out; fields marked `#[audit(redact)]` are recorded as changed with
+//! both values `"[redacted]"`. [`AuditLog::history`] reads a row's entries,
+//! newest first. Create the table with [`Keel::migrate`](crate::Keel::migrate).
+//!
+//! `#[derive(Audit)]` implements the [`Audit`] trait, the same diff for any
+//! struct, typed.
+
+mod entry;
+mod log;
+
+pub use log::{AuditEntry, AuditLog, HistoryQuery};
+
+pub(crate) use log::{append, create_table as log_table, resource_changes};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
