@@ -293,3 +293,11 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn unquoted_timestamps_get_a_hint() {
+    let err = Filter::<Item>::parse("seen_at > 2026-01-02T03:04:05Z").unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("position 11"), "{message}");
+    assert!(message.contains("quote"), "{message}");
+}

@@ -57,9 +57,11 @@ impl FieldType {
             FieldType::Int => "an integer",
             FieldType::Float => "a number",
             FieldType::Text => "a string",
-            FieldType::Uuid => "a UUID string",
-            FieldType::Timestamp => "an RFC 3339 timestamp string",
-            FieldType::Date => "a date string (YYYY-MM-DD)",
+            FieldType::Uuid => "a UUID in quotes",
+            FieldType::Timestamp => {
+                "an RFC 3339 timestamp in quotes, such as \"2026-01-02T03:04:05Z\""
+            }
+            FieldType::Date => "a date in quotes, such as \"2026-01-02\"",
             FieldType::Other => "a value of an unsupported type",
         }
     }
