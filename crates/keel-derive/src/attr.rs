@@ -34,7 +34,7 @@ const FIELD_KEYS: &[&str] = &[
     "create_only",
     "validate",
 ];
-const OPS: &[&str] = &["eq", "ne", "lt", "le", "gt", "ge", "has", "like"];
+const OPS: &[&str] = &["eq", "ne", "lt", "le", "gt", "ge", "has", "like", "in"];
 const RULES: &[&str] = &["length", "range", "email", "url", "regex", "custom"];
 const CACHE_KEYS: &[&str] = &["ttl", "jitter", "l1", "l1_ttl", "negative"];
 
@@ -104,6 +104,7 @@ pub(crate) enum Op {
     Gt,
     Ge,
     Has,
+    In,
 }
 
 impl Op {
@@ -116,6 +117,7 @@ impl Op {
             "gt" => Op::Gt,
             "ge" => Op::Ge,
             "has" | "like" => Op::Has,
+            "in" => Op::In,
             _ => return None,
         })
     }

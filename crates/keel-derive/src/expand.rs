@@ -249,6 +249,7 @@ fn field_entry(column: &Column<'_>) -> TokenStream {
                     Op::Gt => "GT",
                     Op::Ge => "GE",
                     Op::Has => "HAS",
+                    Op::In => "IN",
                 },
                 Span::call_site(),
             );

@@ -353,10 +353,10 @@ fn ops(field: &FieldModel<'_>, errors: &mut Errors) -> Vec<Op> {
             | TypeKind::Decimal
             | TypeKind::Timestamp
             | TypeKind::Date => {
-                vec![Op::Eq, Op::Ne, Op::Lt, Op::Le, Op::Gt, Op::Ge]
+                vec![Op::Eq, Op::Ne, Op::Lt, Op::Le, Op::Gt, Op::Ge, Op::In]
             }
-            TypeKind::Text => vec![Op::Eq, Op::Ne, Op::Has],
-            _ => vec![Op::Eq, Op::Ne],
+            TypeKind::Text => vec![Op::Eq, Op::Ne, Op::Has, Op::In],
+            _ => vec![Op::Eq, Op::Ne, Op::In],
         };
     }
     let mut out = Vec::new();

@@ -42,7 +42,7 @@ impl Resource for Item {
         Field::new("name", Column::Name).filter(Ops::ALL).sortable(),
         Field::new("note", Column::Note).filter(Ops::EQUALITY.with(Ops::HAS)),
         Field::new("price", Column::Price)
-            .filter(Ops::ORDERED)
+            .filter(Ops::ORDERED.with(Ops::IN))
             .sortable(),
         Field::new("weight", Column::Weight).filter(Ops::ORDERED),
         Field::new("active", Column::Active).filter(Ops::EQUALITY),
@@ -231,6 +231,8 @@ fn filterish() -> impl Strategy<Value = String> {
         Just("<=".to_owned()),
         Just(">".to_owned()),
         Just(":".to_owned()),
+        Just("IN".to_owned()),
+        Just(",".to_owned()),
         Just("null".to_owned()),
         Just("true".to_owned()),
         any::<i64>().prop_map(|n| n.to_string()),
@@ -292,6 +294,50 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn in_lists() {
+    let filter = parse("price IN (1, 2,3) AND name IN ('a')");
+    assert_eq!(
+        filter.to_string(),
+        r#"(price IN (1, 2, 3) AND name IN ("a"))"#
+    );
+    let (sql_text, values) = sql(&filter, DbBackend::Postgres);
+    assert!(
+        sql_text.contains(r#""items"."price" IN ($1, $2, $3)"#),
+        "{sql_text}"
+    );
+    assert_eq!(
+        values[..3],
+        [
+            Value::Int(Some(1)),
+            Value::Int(Some(2)),
+            Value::Int(Some(3))
+        ]
+    );
+    for (text, needle) in [
+        ("price IN 1", "parenthesised list"),
+        ("price IN ()", "expected a value, found `)`"),
+        ("price IN (1 2)", "expected `,` or `)`"),
+        ("price IN (null)", "cannot hold null"),
+        ("price IN (\"x\")", "takes an integer"),
+        ("note IN (\"x\")", "operator `IN` is not allowed"),
+        ("price IN (1,", "unexpected end of filter"),
+    ] {
+        let e = Filter::<Item>::parse(text).unwrap_err();
+        assert!(e.to_string().contains(needle), "{text}: {e}");
+    }
+    let long = format!("price IN ({})", vec!["1"; 101].join(", "));
+    let e = Filter::<Item>::parse_with(
+        &long,
+        &QueryLimits {
+            max_filter_length: 10_000,
+            ..QueryLimits::default()
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("at most 100 values"), "{e}");
 }
 
 #[test]

@@ -116,6 +116,9 @@ async fn filters_select_the_right_rows(env: Env) {
         ("description : \"_\"", &[]),
         ("sku : \"-\"", &["a-lamp", "b-mug", "c-pen", "d-desk"]),
         ("sku = 'c-pen'", &["c-pen"]),
+        ("price_cents IN (100, 900)", &["a-lamp", "b-mug"]),
+        ("NOT price_cents IN (100, 900, 150)", &["d-desk"]),
+        ("stock IN (0) AND name : \"desk\"", &["d-desk"]),
         ("id = 0", &[]),
     ];
     for (filter, expected) in cases {

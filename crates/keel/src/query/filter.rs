@@ -60,6 +60,8 @@ pub enum Literal {
     Float(f64),
     /// A quoted string (also timestamps, dates and UUIDs).
     Str(String),
+    /// The values of `IN (...)`.
+    List(Vec<Literal>),
 }
 
 impl fmt::Display for Literal {
@@ -70,6 +72,16 @@ impl fmt::Display for Literal {
             Literal::Int(n) => write!(f, "{n}"),
             Literal::Float(x) => write!(f, "{x:?}"),
             Literal::Str(s) => write!(f, "{}", serde_json::Value::String(s.clone())),
+            Literal::List(items) => {
+                f.write_str("(")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                f.write_str(")")
+            }
         }
     }
 }
@@ -82,8 +94,9 @@ pub struct Comparison<E: EntityTrait> {
     pub op: Comparator,
     /// The literal as written.
     pub literal: Literal,
-    /// The literal converted to the column's type, bound as a parameter.
-    value: Value,
+    /// The literal converted to the column's type, bound as parameters
+    /// (one value; several for `IN`).
+    values: Vec<Value>,
 }
 
 impl<E: EntityTrait> Clone for Comparison<E> {
@@ -92,7 +105,7 @@ impl<E: EntityTrait> Clone for Comparison<E> {
             field: self.field,
             op: self.op,
             literal: self.literal.clone(),
-            value: self.value.clone(),
+            values: self.values.clone(),
         }
     }
 }
@@ -244,7 +257,10 @@ impl<E: Resource> Filter<E> {
 
 fn comparison_expr<E: EntityTrait>(c: &Comparison<E>) -> Expr {
     let column = c.field.column;
-    let v = c.value.clone();
+    if c.op == Comparator::In {
+        return column.is_in(c.values.iter().cloned());
+    }
+    let v = c.values.first().cloned().unwrap_or(Value::Bool(None));
     if value::is_null(&v) {
         return match c.op {
             Comparator::Ne => column.is_not_null(),
@@ -252,17 +268,17 @@ fn comparison_expr<E: EntityTrait>(c: &Comparison<E>) -> Expr {
         };
     }
     match c.op {
-        Comparator::Eq => column.eq(v),
+        Comparator::Eq | Comparator::In => column.eq(v),
         Comparator::Ne => column.ne(v),
         Comparator::Lt => column.lt(v),
         Comparator::Le => column.lte(v),
         Comparator::Gt => column.gt(v),
         Comparator::Ge => column.gte(v),
         Comparator::Has => {
-            let Literal::Str(needle) = &c.literal else {
-                unreachable!("the parser only accepts a string after `:`")
+            let pattern = match &c.literal {
+                Literal::Str(needle) => format!("%{}%", escape_like(&needle.to_lowercase())),
+                _ => String::from("%"),
             };
-            let pattern = format!("%{}%", escape_like(&needle.to_lowercase()));
             Expr::expr(Func::lower(Expr::col(column.as_column_ref())))
                 .like(LikeExpr::new(pattern).escape('!'))
         }
@@ -285,6 +301,7 @@ fn describe(kind: &TokenKind) -> String {
     match kind {
         TokenKind::LParen => "`(`".into(),
         TokenKind::RParen => "`)`".into(),
+        TokenKind::Comma => "`,`".into(),
         TokenKind::Minus => "`-`".into(),
         TokenKind::Comparator(c) => format!("`{}`", c.symbol()),
         TokenKind::Word(w) => format!("`{w}`"),
@@ -446,15 +463,19 @@ impl<E: Resource> Parser<'_, E> {
                 format_args!("field `{name}` cannot be filtered on"),
             ));
         }
-        let op_token = self.next("a comparison operator (=, !=, <, <=, >, >=, :)")?;
-        let TokenKind::Comparator(op) = op_token.kind else {
-            return Err(err(
-                op_token.pos,
-                format_args!(
-                    "expected a comparison operator (=, !=, <, <=, >, >=, :) after `{name}`, found {}",
-                    describe(&op_token.kind)
-                ),
-            ));
+        let op_token = self.next("a comparison operator (=, !=, <, <=, >, >=, :, IN)")?;
+        let op = match op_token.kind {
+            TokenKind::Comparator(op) => op,
+            TokenKind::Word(ref w) if w == "IN" => Comparator::In,
+            ref other => {
+                return Err(err(
+                    op_token.pos,
+                    format_args!(
+                        "expected a comparison operator (=, !=, <, <=, >, >=, :, IN) after `{name}`, found {}",
+                        describe(other)
+                    ),
+                ));
+            }
         };
         if !field.ops.contains(op.ops()) {
             return Err(err(
@@ -466,7 +487,6 @@ impl<E: Resource> Parser<'_, E> {
                 ),
             ));
         }
-        let value_token = self.next("a value")?;
         self.clauses += 1;
         if self.clauses > self.limits.max_clauses {
             return Err(err(
@@ -477,14 +497,66 @@ impl<E: Resource> Parser<'_, E> {
                 ),
             ));
         }
-        let literal = literal(&value_token)?;
-        let value = typed_value::<E>(field, op, &literal, value_token.pos)?;
+        let (literal, values) = if op == Comparator::In {
+            self.list(field)?
+        } else {
+            let value_token = self.next("a value")?;
+            let literal = literal(&value_token)?;
+            let value = typed_value::<E>(field, op, &literal, value_token.pos)?;
+            (literal, vec![value])
+        };
         Ok(Filter::Compare(Comparison {
             field,
             op,
             literal,
-            value,
+            values,
         }))
+    }
+
+    /// `(v1, v2, ...)` after `IN`: at least one value, at most `MAX_IN_VALUES`, no null.
+    fn list(&mut self, field: &'static Field<E>) -> Result<(Literal, Vec<Value>), Error> {
+        const MAX_IN_VALUES: usize = 100;
+        let open = self.next("`(` and a list of values")?;
+        if open.kind != TokenKind::LParen {
+            return Err(err(
+                open.pos,
+                format_args!(
+                    "`IN` takes a parenthesised list such as (\"a\", \"b\"), found {}",
+                    describe(&open.kind)
+                ),
+            ));
+        }
+        let (mut literals, mut values) = (Vec::new(), Vec::new());
+        loop {
+            let token = self.next("a value")?;
+            let item = literal(&token)?;
+            if item == Literal::Null {
+                return Err(err(token.pos, "`IN` lists cannot hold null; use `= null`"));
+            }
+            values.push(typed_value::<E>(field, Comparator::Eq, &item, token.pos)?);
+            literals.push(item);
+            if literals.len() > MAX_IN_VALUES {
+                return Err(err(
+                    token.pos,
+                    format_args!("an `IN` list holds at most {MAX_IN_VALUES} values"),
+                ));
+            }
+            let next = self.next("`,` or `)`")?;
+            match next.kind {
+                TokenKind::Comma => {}
+                TokenKind::RParen => break,
+                other => {
+                    return Err(err(
+                        next.pos,
+                        format_args!(
+                            "expected `,` or `)` in the `IN` list, found {}",
+                            describe(&other)
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok((Literal::List(literals), values))
     }
 }
 

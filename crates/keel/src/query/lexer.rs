@@ -13,6 +13,7 @@ pub(crate) struct Token {
 pub(crate) enum TokenKind {
     LParen,
     RParen,
+    Comma,
     Minus,
     Comparator(Comparator),
     /// A bare word: a field name, a keyword (`AND`, `OR`, `NOT`) or `true`/`false`/`null`.
@@ -40,6 +41,8 @@ pub enum Comparator {
     Ge,
     /// `:` (has / contains)
     Has,
+    /// `IN (...)`
+    In,
 }
 
 impl Comparator {
@@ -53,6 +56,7 @@ impl Comparator {
             Comparator::Gt => ">",
             Comparator::Ge => ">=",
             Comparator::Has => ":",
+            Comparator::In => "IN",
         }
     }
 
@@ -66,6 +70,7 @@ impl Comparator {
             Comparator::Gt => Ops::GT,
             Comparator::Ge => Ops::GE,
             Comparator::Has => Ops::HAS,
+            Comparator::In => Ops::IN,
         }
     }
 }
@@ -97,6 +102,10 @@ pub(crate) fn tokenize(input: &str) -> Result<Vec<Token>, Error> {
             ')' => {
                 i += 1;
                 TokenKind::RParen
+            }
+            ',' => {
+                i += 1;
+                TokenKind::Comma
             }
             ':' => {
                 i += 1;

@@ -32,13 +32,15 @@ impl Ops {
     pub const GE: Ops = Ops(1 << 5);
     /// `:` (has / contains, case-insensitive substring on text)
     pub const HAS: Ops = Ops(1 << 6);
+    /// `IN (a, b, ...)`: equal to one of a list of values.
+    pub const IN: Ops = Ops(1 << 7);
     /// `=` and `!=`.
     pub const EQUALITY: Ops = Ops(Self::EQ.0 | Self::NE.0);
     /// `=`, `!=`, `<`, `<=`, `>`, `>=`.
     pub const ORDERED: Ops =
         Ops(Self::EQUALITY.0 | Self::LT.0 | Self::LE.0 | Self::GT.0 | Self::GE.0);
     /// Every operator.
-    pub const ALL: Ops = Ops(Self::ORDERED.0 | Self::HAS.0);
+    pub const ALL: Ops = Ops(Self::ORDERED.0 | Self::HAS.0 | Self::IN.0);
 
     /// The union of two sets.
     #[must_use]
@@ -60,7 +62,7 @@ impl Ops {
 impl Ops {
     /// The operators of the set as written in a filter.
     pub fn symbols(self) -> Vec<&'static str> {
-        const NAMES: [(Ops, &str); 7] = [
+        const NAMES: [(Ops, &str); 8] = [
             (Ops::EQ, "="),
             (Ops::NE, "!="),
             (Ops::LT, "<"),
@@ -68,6 +70,7 @@ impl Ops {
             (Ops::GT, ">"),
             (Ops::GE, ">="),
             (Ops::HAS, ":"),
+            (Ops::IN, "IN"),
         ];
         NAMES
             .iter()
