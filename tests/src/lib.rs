@@ -258,7 +258,6 @@ impl Env {
 /// Creates every table of the suite.
 pub async fn create_tables(keel: &Keel) {
     use entities::*;
-    keel.migrate().await.expect("keel tables");
     keel.create_table(product::Entity).await.expect("products");
     keel.create_table(note::Entity).await.expect("notes");
     keel.create_table(country::Entity).await.expect("countries");

@@ -73,7 +73,6 @@ use product::{NewProduct, ProductPatch};
 async fn main() -> keel::Result<()> {
     let keel = Keel::from_env().await?;
     println!("database: {:?}", keel.backend());
-    keel.migrate().await?;
     keel.create_table(product::Entity).await?;
     let products = keel.service::<product::Entity>();
     let alice = Context::actor("alice");

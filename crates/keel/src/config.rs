@@ -28,6 +28,10 @@ pub struct KeelConfig {
     /// How many times a write is retried after a lost race (serialization
     /// failure, deadlock, busy database) before `ABORTED` is returned.
     pub write_retries: usize,
+    /// Whether [`Keel::connect`](crate::Keel::connect) creates Keel's own
+    /// tables (the audit log) when they are missing (default on; turn it off
+    /// where migrations run separately, and call [`Keel::migrate`](crate::Keel::migrate) there).
+    pub auto_migrate: bool,
 }
 
 /// Connection pool settings.
@@ -92,6 +96,7 @@ impl KeelConfig {
             limits: QueryLimits::default(),
             page_token_secret: None,
             write_retries: 3,
+            auto_migrate: true,
         }
     }
 
@@ -107,6 +112,7 @@ impl KeelConfig {
     /// | `KEEL_DB_TEST_BEFORE_ACQUIRE` | ping on every acquire (`true`/`false`) | false |
     /// | `KEEL_PAGE_SIZE_DEFAULT` / `KEEL_PAGE_SIZE_MAX` | list page sizes | 20 / 100 |
     /// | `KEEL_PAGE_TOKEN_SECRET` | page token signing key | random per process |
+    /// | `KEEL_AUTO_MIGRATE` | create Keel's own tables on connect (`true`/`false`) | true |
     pub fn from_env() -> Result<Self> {
         let url = std::env::var("DATABASE_URL")
             .ok()
@@ -127,6 +133,9 @@ impl KeelConfig {
         }
         if let Some(ping) = env_parse::<bool>("KEEL_DB_TEST_BEFORE_ACQUIRE")? {
             config.pool.test_before_acquire = ping;
+        }
+        if let Some(auto) = env_parse::<bool>("KEEL_AUTO_MIGRATE")? {
+            config.auto_migrate = auto;
         }
         if let Some(n) = env_parse::<u32>("KEEL_PAGE_SIZE_DEFAULT")? {
             config.page.default_size = n;

@@ -45,7 +45,9 @@ impl Keel {
         }
     }
 
-    /// Connects with `config`. An unreachable database is `UNAVAILABLE`.
+    /// Connects with `config`, and creates Keel's own tables when they are
+    /// missing unless `config.auto_migrate` is off. An unreachable database
+    /// is `UNAVAILABLE`.
     pub async fn connect(config: KeelConfig) -> Result<Keel> {
         config.check()?;
         let db =
@@ -59,11 +61,17 @@ impl Keel {
                     },
                     other => other,
                 })?;
-        Ok(Keel::from_connection(db, config))
+        let migrate = config.auto_migrate;
+        let keel = Keel::from_connection(db, config);
+        if migrate {
+            keel.migrate().await?;
+        }
+        Ok(keel)
     }
 
     /// Wraps a connection the application already has. The pool settings of
-    /// `config` are not applied to it.
+    /// `config` are not applied to it, and nothing is migrated: call
+    /// [`migrate`](Self::migrate) before the first write.
     pub fn from_connection(db: DatabaseConnection, config: KeelConfig) -> Keel {
         let signer = match &config.page_token_secret {
             Some(secret) => TokenSigner::new(secret.expose()),
@@ -263,6 +271,13 @@ impl KeelBuilder {
     #[must_use]
     pub fn page_token_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
         self.config.page_token_secret = Some(Secret::new(secret));
+        self
+    }
+
+    /// Whether `connect` creates Keel's own tables when missing (default on).
+    #[must_use]
+    pub fn auto_migrate(mut self, on: bool) -> Self {
+        self.config.auto_migrate = on;
         self
     }
 
