@@ -7,6 +7,7 @@
 
 mod backends {
     pub(crate) mod audit;
+    pub(crate) mod bulk;
     pub(crate) mod crud;
     pub(crate) mod derive;
     pub(crate) mod errors;
@@ -21,6 +22,7 @@ fn main() {
     let mut trials = Vec::new();
     let all = [
         ("audit", backends::audit::CASES),
+        ("bulk", backends::bulk::CASES),
         ("crud", backends::crud::CASES),
         ("derive", backends::derive::CASES),
         ("errors", backends::errors::CASES),

@@ -6,6 +6,7 @@
 //! expected version, and is retried with exponential backoff and jitter when
 //! it loses a race the database reports as retriable.
 
+mod bulk;
 mod read;
 mod write;
 
@@ -95,7 +96,9 @@ impl<E: Resource> BaseService<E> {
     }
 
     /// Like [`db_error`](Self::db_error), and for a unique violation finds out
-    /// which of the unique `columns` collided, once the failed transaction is gone.
+    /// which of the unique fields the write set collided: the only one, or
+    /// the first that another row holds, checked once the failed
+    /// transaction is gone.
     async fn write_error(
         &self,
         err: DbErr,
@@ -105,6 +108,14 @@ impl<E: Resource> BaseService<E> {
         let failure = classify(err);
         if !matches!(failure, DbFailure::Unique(_)) {
             return self.db_error_from(failure);
+        }
+        // The write set a single unique field: it is the one that collided
+        // (possibly with a row changed earlier in the same, rolled-back batch).
+        if let [(name, _, _)] = candidates.as_slice() {
+            return Error::AlreadyExists {
+                resource: E::NAME,
+                field: Some((*name).to_owned()),
+            };
         }
         for (name, column, v) in candidates {
             let mut q = E::find().filter(column.eq(v));

@@ -15,10 +15,10 @@ use crate::query::primary_key_column;
 use crate::resource::value::{self, column_type};
 use crate::{Context, Error, Resource, Result, WriteAction, audit};
 
-type ActiveModelOf<E> = <E as EntityTrait>::ActiveModel;
+pub(super) type ActiveModelOf<E> = <E as EntityTrait>::ActiveModel;
 
 /// The clock of the server-owned timestamps, at the microsecond precision every backend stores.
-fn now() -> DateTime<Utc> {
+pub(super) fn now() -> DateTime<Utc> {
     let now = Utc::now();
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }
@@ -197,7 +197,7 @@ impl<E: Resource> BaseService<E> {
     // ----- the steps every write shares -----
 
     /// Runs `op` again, with exponential backoff and jitter, while it fails with `ABORTED`.
-    async fn retrying<T, F, Fut>(&self, op: F) -> Result<T>
+    pub(super) async fn retrying<T, F, Fut>(&self, op: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
@@ -218,7 +218,7 @@ impl<E: Resource> BaseService<E> {
 
     /// Opens a write transaction; on SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`) so concurrent writers queue instead of failing.
-    async fn begin(&self) -> Result<DatabaseTransaction> {
+    pub(super) async fn begin(&self) -> Result<DatabaseTransaction> {
         let options = TransactionOptions {
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
             ..TransactionOptions::default()
@@ -239,25 +239,51 @@ impl<E: Resource> BaseService<E> {
         old: Option<&E::Model>,
         new: Option<&E::Model>,
     ) -> Result<()> {
+        if let Err(err) = Self::record(&tx, ctx, action, row, old, new).await {
+            rollback(tx).await;
+            return Err(self.db_error(err));
+        }
+        self.commit(tx).await
+    }
+
+    /// `UPDATE` of the changed columns, guarded by the version the row was read at.
+    pub(super) async fn write_row(
+        tx: &DatabaseTransaction,
+        model: ActiveModelOf<E>,
+        old: &E::Model,
+    ) -> std::result::Result<E::Model, DbErr> {
+        let mut update = E::update(model).validate()?;
+        if let Some(version) = E::COLUMNS.version {
+            update = update.filter(version.eq(old.get(version)));
+        }
+        update.exec(tx).await
+    }
+
+    /// What every write leaves in its transaction besides the change itself:
+    /// the audit row (and, with the outbox, the event's row).
+    pub(super) async fn record(
+        tx: &DatabaseTransaction,
+        ctx: &Context,
+        action: WriteAction,
+        row: &E::Model,
+        old: Option<&E::Model>,
+        new: Option<&E::Model>,
+    ) -> std::result::Result<(), DbErr> {
         let pk = primary_key_column::<E>();
         let id = <E::Key as crate::Key>::from_value(row.get(pk))
             .map(|k| k.to_string())
             .unwrap_or_default();
         let changes = audit::resource_changes::<E>(old, new);
-        if let Err(err) = audit::append::<E, _>(&tx, ctx, action, id, now(), &changes).await {
-            rollback(tx).await;
-            return Err(self.db_error(err));
-        }
+        audit::append::<E, _>(tx, ctx, action, id, now(), &changes).await
         // The outbox row carrying the write's event joins the transaction here.
-        self.commit(tx).await
     }
 
-    async fn commit(&self, tx: DatabaseTransaction) -> Result<()> {
+    pub(super) async fn commit(&self, tx: DatabaseTransaction) -> Result<()> {
         tx.commit().await.map_err(|e| self.db_error(e))
     }
 
     /// Reads the row for writing: `SELECT ... FOR UPDATE` where the database has it.
-    async fn lock_row(
+    pub(super) async fn lock_row(
         &self,
         tx: &DatabaseTransaction,
         ctx: &Context,
@@ -289,14 +315,7 @@ impl<E: Resource> BaseService<E> {
         unique: Vec<(&'static str, E::Column, Value)>,
         id: &E::Key,
     ) -> Result<E::Model> {
-        let mut update = match E::update(model).validate() {
-            Ok(update) => update,
-            Err(err) => return Err(self.db_error(err)),
-        };
-        if let Some(version) = E::COLUMNS.version {
-            update = update.filter(version.eq(old.get(version)));
-        }
-        match update.exec(&tx).await {
+        match Self::write_row(&tx, model, old).await {
             Ok(row) => {
                 self.finish(tx, ctx, action, &row, Some(old), Some(&row))
                     .await?;
@@ -327,7 +346,7 @@ impl<E: Resource> BaseService<E> {
         }
     }
 
-    fn check_versioned(expected: Option<i64>) -> Result<()> {
+    pub(super) fn check_versioned(expected: Option<i64>) -> Result<()> {
         if expected.is_some() && E::COLUMNS.version.is_none() {
             return Err(Error::invalid_argument(
                 "version",
@@ -349,7 +368,7 @@ impl<E: Resource> BaseService<E> {
         }
     }
 
-    fn set(
+    pub(super) fn set(
         model: &mut ActiveModelOf<E>,
         column: E::Column,
         v: Option<Value>,
@@ -383,7 +402,7 @@ impl<E: Resource> BaseService<E> {
     }
 
     /// Fills the server-owned columns of a new row, whatever the input set.
-    fn fill_new(&self, ctx: &Context, model: &mut ActiveModelOf<E>) -> Result<()> {
+    pub(super) fn fill_new(&self, ctx: &Context, model: &mut ActiveModelOf<E>) -> Result<()> {
         let pk = primary_key_column::<E>();
         if <E::PrimaryKey as PrimaryKeyTrait>::auto_increment() {
             model.not_set(pk);
@@ -451,7 +470,11 @@ impl<E: Resource> BaseService<E> {
     }
 
     /// Undoes anything a patch did to the key or a server-owned column.
-    fn keep_server_columns(&self, model: &mut ActiveModelOf<E>, old: &E::Model) -> Result<()> {
+    pub(super) fn keep_server_columns(
+        &self,
+        model: &mut ActiveModelOf<E>,
+        old: &E::Model,
+    ) -> Result<()> {
         let pk = primary_key_column::<E>();
         if model.get(pk).is_set() {
             // The statement filters on the key and never writes it.
@@ -465,7 +488,7 @@ impl<E: Resource> BaseService<E> {
 
     /// Leaves out of the write every column the patch set to the value it
     /// already has. Returns whether anything is left to write.
-    fn drop_unchanged(model: &mut ActiveModelOf<E>, old: &E::Model) -> bool {
+    pub(super) fn drop_unchanged(model: &mut ActiveModelOf<E>, old: &E::Model) -> bool {
         let pk = primary_key_column::<E>();
         let mut changed = false;
         for column in E::Column::iter() {
@@ -484,7 +507,7 @@ impl<E: Resource> BaseService<E> {
     }
 
     /// Version + 1, `updated_at`, `updated_by`.
-    fn stamp_write(
+    pub(super) fn stamp_write(
         &self,
         ctx: &Context,
         model: &mut ActiveModelOf<E>,
@@ -519,7 +542,9 @@ impl<E: Resource> BaseService<E> {
     }
 
     /// The unique fields this write sets, to name the one that collides.
-    fn unique_candidates(model: &ActiveModelOf<E>) -> Vec<(&'static str, E::Column, Value)> {
+    pub(super) fn unique_candidates(
+        model: &ActiveModelOf<E>,
+    ) -> Vec<(&'static str, E::Column, Value)> {
         let pk = primary_key_column::<E>();
         let mut out: Vec<_> = E::FIELDS
             .iter()
@@ -540,7 +565,7 @@ impl<E: Resource> BaseService<E> {
     }
 }
 
-async fn rollback(tx: DatabaseTransaction) {
+pub(super) async fn rollback(tx: DatabaseTransaction) {
     if let Err(err) = tx.rollback().await {
         tracing::warn!(error = %err, "rollback failed; the connection is discarded");
     }
