@@ -5,14 +5,13 @@
 //! one audit row per row), so a bulk write is all or nothing.
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, DbBackend, DbErr, IntoActiveModel,
-    ModelTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait, DatabaseTransaction, DbBackend, IntoActiveModel, ModelTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 
 use super::BaseService;
-use super::write::{ActiveModelOf, now, rollback};
+use super::write::{ActiveModelOf, rollback};
 use crate::query::{Filter, primary_key_column};
-use crate::resource::value::{self, column_type};
 use crate::{Context, Error, FieldError, Resource, Result, ValidationErrors, WriteAction};
 
 impl<E: Resource> BaseService<E> {
@@ -131,39 +130,6 @@ impl<E: Resource> BaseService<E> {
             Ok(count)
         }))
         .await
-    }
-
-    /// Deletes one row already locked in `tx`, with its audit row.
-    async fn delete_locked(
-        &self,
-        tx: &DatabaseTransaction,
-        ctx: &Context,
-        old: &E::Model,
-    ) -> Result<()> {
-        let failed = |err: DbErr| self.db_error(err);
-        if let Some(deleted_at) = E::COLUMNS.deleted_at {
-            let mut model: ActiveModelOf<E> = old.clone().into_active_model();
-            Self::set(
-                &mut model,
-                deleted_at,
-                value::timestamp(&column_type::<E>(deleted_at), now()),
-                "deleted_at",
-            )?;
-            self.stamp_write(ctx, &mut model, old)?;
-            let new = Self::write_row(tx, model, old).await.map_err(failed)?;
-            return Self::record(tx, ctx, WriteAction::Deleted, &new, Some(old), Some(&new))
-                .await
-                .map_err(failed);
-        }
-        let pk = primary_key_column::<E>();
-        let mut delete = E::delete_many().filter(pk.eq(old.get(pk)));
-        if let Some(version) = E::COLUMNS.version {
-            delete = delete.filter(version.eq(old.get(version)));
-        }
-        delete.exec(tx).await.map_err(failed)?;
-        Self::record(tx, ctx, WriteAction::Deleted, old, Some(old), None)
-            .await
-            .map_err(failed)
     }
 
     fn bulk_filter(&self, text: &str, method: &str) -> Result<Filter<E>> {

@@ -127,7 +127,25 @@ impl<E: Resource> BaseService<E> {
         let tx = self.begin().await?;
         let old = self.lock_row(&tx, ctx, id, false).await?;
         Self::check_version(expected, &old)?;
-        if let Some(deleted_at) = E::COLUMNS.deleted_at {
+        match self.delete_locked(&tx, ctx, &old).await {
+            Ok(()) => self.commit(tx).await,
+            Err(err) => {
+                rollback(tx).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Deletes one row already locked in `tx` (soft or hard), with its audit
+    /// row; the caller commits.
+    pub(super) async fn delete_locked(
+        &self,
+        tx: &DatabaseTransaction,
+        ctx: &Context,
+        old: &E::Model,
+    ) -> Result<()> {
+        let pk = primary_key_column::<E>();
+        let written = if let Some(deleted_at) = E::COLUMNS.deleted_at {
             let mut model: ActiveModelOf<E> = old.clone().into_active_model();
             Self::set(
                 &mut model,
@@ -135,28 +153,45 @@ impl<E: Resource> BaseService<E> {
                 value::timestamp(&column_type::<E>(deleted_at), now()),
                 "deleted_at",
             )?;
-            self.stamp_write(ctx, &mut model, &old)?;
-            self.save(tx, ctx, WriteAction::Deleted, model, &old, Vec::new(), id)
-                .await?;
-            return Ok(());
-        }
-        let mut delete = E::delete_many().filter(Self::by_key(id));
-        if let Some(version) = E::COLUMNS.version {
-            delete = delete.filter(version.eq(old.get(version)));
-        }
-        match delete.exec(&tx).await {
-            Ok(result) if result.rows_affected == 1 => {
-                self.finish(tx, ctx, WriteAction::Deleted, &old, Some(&old), None)
-                    .await
+            self.stamp_write(ctx, &mut model, old)?;
+            Self::write_row(tx, model, old).await.map(Some)
+        } else {
+            let mut delete = E::delete_many().filter(pk.eq(old.get(pk)));
+            if let Some(version) = E::COLUMNS.version {
+                delete = delete.filter(version.eq(old.get(version)));
             }
-            Ok(_) => {
-                rollback(tx).await;
-                Err(self.conflict_after_race(id, &old).await)
+            match delete.exec(tx).await {
+                Ok(result) if result.rows_affected == 1 => Ok(None),
+                Ok(_) => Err(DbErr::RecordNotUpdated),
+                Err(err) => Err(err),
             }
-            Err(err) => {
-                rollback(tx).await;
-                Err(self.db_error(err))
+        };
+        let outcome = match &written {
+            Ok(new) => {
+                Self::record(
+                    tx,
+                    ctx,
+                    WriteAction::Deleted,
+                    new.as_ref().unwrap_or(old),
+                    Some(old),
+                    new.as_ref(),
+                )
+                .await
             }
+            Err(_) => Ok(()),
+        };
+        match (written, outcome) {
+            (Ok(_), Ok(())) => Ok(()),
+            (Err(DbErr::RecordNotUpdated), _) => {
+                match <E::Key as crate::Key>::from_value(old.get(pk)) {
+                    Some(id) => Err(self.conflict_after_race(&id, old).await),
+                    None => Err(Error::internal(format!(
+                        "{}: the primary key does not fit the Key type",
+                        E::NAME
+                    ))),
+                }
+            }
+            (Err(err), _) | (Ok(_), Err(err)) => Err(self.db_error(err)),
         }
     }
 
