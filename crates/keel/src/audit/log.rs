@@ -165,19 +165,7 @@ impl AuditLog {
     ) -> Result<Page<AuditEntry>> {
         let id = id.into().to_string();
         let config = self.keel.config();
-        let size = match query.page_size {
-            None => config.page.default_size,
-            Some(n) if (1..=config.page.max_size).contains(&n) => n,
-            Some(n) => {
-                return Err(Error::invalid_argument(
-                    "page_size",
-                    format!(
-                        "page_size must be between 1 and {}, got {n}",
-                        config.page.max_size
-                    ),
-                ));
-            }
-        };
+        let size = config.page.size(query.page_size)?;
         let mut scope = Condition::all()
             .add(Column::Entity.eq(E::NAME))
             .add(Column::EntityId.eq(id.clone()));

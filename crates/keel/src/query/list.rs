@@ -135,6 +135,21 @@ pub struct PageConfig {
     pub max_size: u32,
 }
 
+impl PageConfig {
+    /// The page size to use for a request: the default when none is asked
+    /// for, `INVALID_ARGUMENT` outside 1..=`max_size` (never silently clamped).
+    pub fn size(&self, requested: Option<u32>) -> crate::Result<u32> {
+        match requested {
+            None => Ok(self.default_size),
+            Some(n) if (1..=self.max_size).contains(&n) => Ok(n),
+            Some(n) => Err(crate::Error::invalid_argument(
+                "page_size",
+                format!("page_size must be between 1 and {}, got {n}", self.max_size),
+            )),
+        }
+    }
+}
+
 impl Default for PageConfig {
     fn default() -> Self {
         PageConfig {

@@ -41,19 +41,7 @@ impl<E: Resource> BaseService<E> {
         let config = self.keel.config();
         let filter = Filter::<E>::parse_with(query.filter_text().unwrap_or(""), &config.limits)?;
         let order = OrderBy::<E>::parse(query.order_by_text().unwrap_or(""))?;
-        let page_size = match query.requested_page_size() {
-            None => config.page.default_size,
-            Some(n) if (1..=config.page.max_size).contains(&n) => n,
-            Some(n) => {
-                return Err(Error::invalid_argument(
-                    "page_size",
-                    format!(
-                        "page_size must be between 1 and {}, got {n}",
-                        config.page.max_size
-                    ),
-                ));
-            }
-        };
+        let page_size = config.page.size(query.requested_page_size())?;
         let scope = self.scope(ctx, query.shows_deleted())?;
         let shape = format!(
             "{}|{}|{}|{}",
