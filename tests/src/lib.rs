@@ -354,3 +354,17 @@ pub async fn all_pages<E: keel::Resource>(
         }
     }
 }
+
+/// Asserts `err` is `VERSION_CONFLICT` with these versions.
+#[track_caller]
+pub fn assert_version_conflict(err: &keel::Error, expected: i64, current: i64) {
+    match err {
+        keel::Error::VersionConflict {
+            expected: e,
+            current: c,
+        } if (*e, *c) == (expected, current) => {}
+        other => panic!(
+            "expected VERSION_CONFLICT {{expected {expected}, current {current}}}, got {other:?}"
+        ),
+    }
+}

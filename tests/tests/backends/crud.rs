@@ -224,16 +224,7 @@ async fn stale_version_conflicts_and_writes_nothing(env: Env) {
         )
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::VersionConflict {
-                expected: 1,
-                current: 2
-            }
-        ),
-        "{err:?}"
-    );
+    keel_tests::assert_version_conflict(&err, 1, 2);
     assert_eq!(err.code(), "VERSION_CONFLICT");
     assert_eq!(
         products.get(&alice(), p.id).await.unwrap(),
@@ -245,16 +236,7 @@ async fn stale_version_conflicts_and_writes_nothing(env: Env) {
         .delete_if_version(&alice(), p.id, 1)
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::VersionConflict {
-                expected: 1,
-                current: 2
-            }
-        ),
-        "{err:?}"
-    );
+    keel_tests::assert_version_conflict(&err, 1, 2);
     assert_eq!(
         products.get(&alice(), p.id).await.unwrap(),
         p2,
@@ -447,16 +429,7 @@ async fn hard_delete_with_versions(env: Env) {
         .unwrap();
     assert_eq!(n2.version, 2);
     let err = notes.delete_if_version(&ctx, n.id, 1).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::VersionConflict {
-                expected: 1,
-                current: 2
-            }
-        ),
-        "{err:?}"
-    );
+    keel_tests::assert_version_conflict(&err, 1, 2);
     assert!(notes.find(&ctx, n.id).await.unwrap().is_some());
     notes.delete(&ctx, n.id).await.unwrap();
     assert_eq!(notes.find(&ctx, n.id).await.unwrap(), None);
