@@ -65,6 +65,7 @@ pub mod audit;
 mod config;
 mod context;
 mod error;
+pub mod event;
 mod keel;
 pub mod query;
 mod resource;

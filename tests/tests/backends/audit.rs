@@ -16,6 +16,7 @@ keel_tests::cases![
     history_pages_newest_first,
     history_is_scoped_to_the_tenant,
     redacted_values_are_never_stored,
+    write_events_redact_and_have_both_wire_forms,
 ];
 
 async fn audit_rows(env: &Env) -> i64 {
@@ -374,6 +375,64 @@ async fn redacted_values_are_never_stored(env: Env) {
             .map(|v| v.to_string())
             .or_else(|_| row.try_get::<String>("", "changes"))
             .unwrap();
+        assert!(!text.contains("secret"), "{text}");
+    }
+}
+
+async fn write_events_redact_and_have_both_wire_forms(env: Env) {
+    use keel::Audit;
+    use keel::event::Event;
+
+    let products = env.keel.service::<product::Entity>();
+    let ctx = Context::actor("alice").with_request_id("req-ev");
+    let mut input = NewProduct::new("EV-1", 1);
+    input.supplier_token = Some("tok-gamma-secret".into());
+    let before = products.create(&ctx, input).await.unwrap();
+    let after = products
+        .update(
+            &ctx,
+            before.id,
+            ProductPatch::default()
+                .price_cents(2)
+                .supplier_token(Some("tok-delta-secret".into())),
+        )
+        .await
+        .unwrap();
+    let changes = product::Model::diff(&before, &after);
+    let event = Event::for_write::<product::Entity>(
+        &ctx,
+        "shop",
+        keel::WriteAction::Updated,
+        after.id.to_string(),
+        &after,
+        Some(&changes),
+    );
+    assert_eq!(event.id.get_version_num(), 7);
+    assert_eq!(event.event_type, "shop.product.updated");
+    let wire = event.to_cloudevent();
+    for attribute in [
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "time",
+        "subject",
+        "data",
+    ] {
+        assert!(
+            wire.get(attribute).is_some(),
+            "{attribute} missing from {wire}"
+        );
+    }
+    assert_eq!(wire["source"], "/shop/products");
+    assert_eq!(wire["subject"], after.id.to_string());
+    assert_eq!(wire["keelrequestid"], "req-ev");
+    assert_eq!(wire["data"]["row"]["supplier_token"], json!("[redacted]"));
+    assert_eq!(wire["data"]["row"]["price_cents"], json!(2));
+    let seed = event.to_seed();
+    assert_eq!(seed["event_type"], "shop.product.updated");
+    assert_eq!(seed["service"], "shop");
+    for text in [wire.to_string(), seed.to_string(), format!("{event:?}")] {
         assert!(!text.contains("secret"), "{text}");
     }
 }

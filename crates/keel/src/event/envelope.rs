@@ -1,0 +1,157 @@
+//! The event envelope and its wire forms.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use crate::audit::{Change, REDACTED};
+use crate::{Context, Resource, WriteAction};
+
+/// One event: what happened, to what, when, by whom.
+///
+/// ```
+/// use keel::{Context, event::Event};
+/// use serde_json::json;
+///
+/// let ctx = Context::actor("alice").with_tenant("acme");
+/// let event = Event::custom(&ctx, "shop", "shop.order.placed", json!({"order": 7, "total_cents": 4200}))
+///     .with_subject("7");
+/// let wire = event.to_cloudevent();
+/// assert_eq!(wire["specversion"], "1.0");
+/// assert_eq!(wire["type"], "shop.order.placed");
+/// assert_eq!(wire["keelactor"], "alice");
+/// let seed = event.to_seed();
+/// assert_eq!(seed["event_type"], "shop.order.placed");
+/// assert_eq!(seed["payload"]["total_cents"], 4200);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unique id, a UUID v7 (time-ordered); consumers deduplicate on it.
+    pub id: Uuid,
+    /// The event type, such as `shop.product.updated`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Where it happened: `/{service}` or `/{service}/{plural}`.
+    pub source: String,
+    /// What it is about: the row's key, for entity events.
+    pub subject: Option<String>,
+    /// When.
+    pub time: DateTime<Utc>,
+    /// The service that emitted it.
+    pub service: String,
+    /// Who caused it.
+    pub actor: String,
+    /// For which tenant.
+    pub tenant: Option<String>,
+    /// The request it belongs to.
+    pub request_id: String,
+    /// The payload.
+    pub data: Value,
+}
+
+impl Event {
+    /// A custom domain event of `event_type` emitted by `service`.
+    pub fn custom(
+        ctx: &Context,
+        service: &str,
+        event_type: impl Into<String>,
+        data: Value,
+    ) -> Self {
+        Event {
+            id: Uuid::now_v7(),
+            event_type: event_type.into(),
+            source: format!("/{service}"),
+            subject: None,
+            time: Utc::now(),
+            service: service.to_owned(),
+            actor: ctx.actor_name().to_owned(),
+            tenant: ctx.tenant().map(str::to_owned),
+            request_id: ctx.request_id().to_owned(),
+            data,
+        }
+    }
+
+    /// Sets the subject.
+    #[must_use]
+    pub fn with_subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
+        self
+    }
+
+    /// The event of a write of resource `E`: type `{service}.{resource event type}`,
+    /// data `{"row": ..., "changes": [...]}` with the resource's redacted
+    /// fields masked in both (`changes` only for updates).
+    pub fn for_write<E: Resource>(
+        ctx: &Context,
+        service: &str,
+        action: WriteAction,
+        key: impl Into<String>,
+        row: &E::Model,
+        changes: Option<&[Change]>,
+    ) -> Self {
+        let mut data = Map::new();
+        data.insert("row".into(), redacted_row::<E>(row));
+        if let Some(changes) = changes {
+            data.insert(
+                "changes".into(),
+                serde_json::to_value(changes).unwrap_or(Value::Null),
+            );
+        }
+        let mut event = Event::custom(
+            ctx,
+            service,
+            format!("{service}.{}", E::event_type(action)),
+            Value::Object(data),
+        );
+        event.source = format!("/{service}/{}", E::PLURAL);
+        event.with_subject(key)
+    }
+
+    /// The CloudEvents 1.0 JSON form (structured mode). Keel's own attributes
+    /// are extensions: `keelactor`, `keeltenant`, `keelrequestid`, `keelservice`.
+    pub fn to_cloudevent(&self) -> Value {
+        let mut out = json!({
+            "specversion": "1.0",
+            "id": self.id.to_string(),
+            "type": self.event_type,
+            "source": self.source,
+            "time": self.time.to_rfc3339_opts(SecondsFormat::Micros, true),
+            "datacontenttype": "application/json",
+            "data": self.data,
+            "keelactor": self.actor,
+            "keelrequestid": self.request_id,
+            "keelservice": self.service,
+        });
+        if let Some(subject) = &self.subject {
+            out["subject"] = json!(subject);
+        }
+        if let Some(tenant) = &self.tenant {
+            out["keeltenant"] = json!(tenant);
+        }
+        out
+    }
+
+    /// The seed wire format: `{event_type, payload, timestamp, service}`.
+    pub fn to_seed(&self) -> Value {
+        json!({
+            "event_type": self.event_type,
+            "payload": self.data,
+            "timestamp": self.time.to_rfc3339_opts(SecondsFormat::Micros, true),
+            "service": self.service,
+        })
+    }
+}
+
+/// The row as JSON with the resource's redacted fields masked.
+fn redacted_row<E: Resource>(row: &E::Model) -> Value {
+    let mut value = serde_json::to_value(row).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        for field in E::REDACTED_FIELDS {
+            if let Some(v) = map.get_mut(*field) {
+                *v = Value::String(REDACTED.to_owned());
+            }
+        }
+    }
+    value
+}
