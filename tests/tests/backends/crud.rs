@@ -83,14 +83,7 @@ async fn update_is_partial_and_null_clears(env: Env) {
 
     let bob = Context::actor("bob");
     let p2 = products
-        .update(
-            &bob,
-            p.id,
-            ProductPatch {
-                price_cents: Some(250),
-                ..Default::default()
-            },
-        )
+        .update(&bob, p.id, ProductPatch::default().price_cents(250))
         .await
         .unwrap();
     assert_eq!(p2.price_cents, 250);
@@ -107,11 +100,7 @@ async fn update_is_partial_and_null_clears(env: Env) {
         .update(
             &bob,
             p.id,
-            ProductPatch {
-                description: Some(None),
-                rating: Some(None),
-                ..Default::default()
-            },
+            ProductPatch::default().description(None).rating(None),
         )
         .await
         .unwrap();
@@ -125,36 +114,19 @@ async fn update_is_partial_and_null_clears(env: Env) {
         .update(
             &bob,
             p.id,
-            ProductPatch {
-                description: Some(Some("again".into())),
-                ..Default::default()
-            },
+            ProductPatch::default().description(Some("again".into())),
         )
         .await
         .unwrap();
     assert_eq!(p4.description.as_deref(), Some("again"));
 
     let err = products
-        .update(
-            &bob,
-            p.id + 1000,
-            ProductPatch {
-                price_cents: Some(1),
-                ..Default::default()
-            },
-        )
+        .update(&bob, p.id + 1000, ProductPatch::default().price_cents(1))
         .await
         .unwrap_err();
     assert_eq!(err.code(), "NOT_FOUND");
     let err = products
-        .update(
-            &bob,
-            p.id,
-            ProductPatch {
-                price_cents: Some(-1),
-                ..Default::default()
-            },
-        )
+        .update(&bob, p.id, ProductPatch::default().price_cents(-1))
         .await
         .unwrap_err();
     assert_eq!(err.code(), "VALIDATION_FAILED");
@@ -175,10 +147,7 @@ async fn update_that_changes_nothing_writes_nothing(env: Env) {
         .update(
             &Context::actor("bob"),
             p.id,
-            ProductPatch {
-                price_cents: Some(100),
-                ..Default::default()
-            },
+            ProductPatch::default().price_cents(100),
         )
         .await
         .unwrap();
@@ -203,11 +172,7 @@ async fn stale_version_conflicts_and_writes_nothing(env: Env) {
         .update(
             &alice(),
             p.id,
-            ProductPatch {
-                price_cents: Some(200),
-                expected_version: Some(1),
-                ..Default::default()
-            },
+            ProductPatch::default().price_cents(200).if_version(1),
         )
         .await
         .unwrap();
@@ -216,11 +181,7 @@ async fn stale_version_conflicts_and_writes_nothing(env: Env) {
         .update(
             &alice(),
             p.id,
-            ProductPatch {
-                price_cents: Some(300),
-                expected_version: Some(1),
-                ..Default::default()
-            },
+            ProductPatch::default().price_cents(300).if_version(1),
         )
         .await
         .unwrap_err();
@@ -283,11 +244,7 @@ async fn concurrent_updates_have_exactly_one_winner(env: Env) {
                     .update(
                         &Context::actor(format!("writer-{i}")),
                         p.id,
-                        ProductPatch {
-                            price_cents: Some(1000 + i),
-                            expected_version: Some(1),
-                            ..Default::default()
-                        },
+                        ProductPatch::default().price_cents(1000 + i).if_version(1),
                     )
                     .await
             })
@@ -364,14 +321,7 @@ async fn soft_delete_hides_and_restore_brings_back(env: Env) {
         "already deleted"
     );
     let err = products
-        .update(
-            &alice(),
-            p.id,
-            ProductPatch {
-                price_cents: Some(1),
-                ..Default::default()
-            },
-        )
+        .update(&alice(), p.id, ProductPatch::default().price_cents(1))
         .await
         .unwrap_err();
     assert_eq!(err.code(), "NOT_FOUND", "a deleted row cannot be updated");
@@ -573,10 +523,7 @@ async fn string_keys_come_from_input(env: Env) {
         .update(
             &alice(),
             "FR".to_owned(),
-            CountryPatch {
-                population: Some(69),
-                ..Default::default()
-            },
+            CountryPatch::default().population(69),
         )
         .await
         .unwrap();

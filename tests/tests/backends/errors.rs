@@ -181,14 +181,7 @@ async fn exhausted_pool_is_unavailable(env: Env) {
     let err = products.get(&ctx(), p.id).await.unwrap_err();
     assert_eq!(err.code(), "UNAVAILABLE", "{err:?}");
     let err = products
-        .update(
-            &ctx(),
-            p.id,
-            ProductPatch {
-                price_cents: Some(2),
-                ..Default::default()
-            },
-        )
+        .update(&ctx(), p.id, ProductPatch::default().price_cents(2))
         .await
         .unwrap_err();
     assert_eq!(err.code(), "UNAVAILABLE", "{err:?}");
@@ -212,14 +205,7 @@ async fn deadline_exceeded(env: Env) {
         "DEADLINE_EXCEEDED"
     );
     let err = products
-        .update(
-            &late,
-            p.id,
-            ProductPatch {
-                price_cents: Some(9),
-                ..Default::default()
-            },
-        )
+        .update(&late, p.id, ProductPatch::default().price_cents(9))
         .await
         .unwrap_err();
     assert_eq!(err.code(), "DEADLINE_EXCEEDED");
@@ -235,14 +221,7 @@ async fn deadline_exceeded(env: Env) {
     held.execute_unprepared(&lock).await.unwrap();
     let started = std::time::Instant::now();
     let err = products
-        .update(
-            &short,
-            p.id,
-            ProductPatch {
-                price_cents: Some(9),
-                ..Default::default()
-            },
-        )
+        .update(&short, p.id, ProductPatch::default().price_cents(9))
         .await
         .unwrap_err();
     assert_eq!(err.code(), "DEADLINE_EXCEEDED", "{err:?}");
@@ -363,14 +342,7 @@ async fn lost_races_are_aborted_and_retriable(env: Env) {
     assert!(err.is_retriable());
     // The service itself still writes fine afterwards.
     products
-        .update(
-            &ctx(),
-            a.id,
-            ProductPatch {
-                stock: Some(9),
-                ..Default::default()
-            },
-        )
+        .update(&ctx(), a.id, ProductPatch::default().stock(9))
         .await
         .unwrap();
 }

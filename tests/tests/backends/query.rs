@@ -67,14 +67,7 @@ async fn filters_select_the_right_rows(env: Env) {
     .await;
     let products = env.keel.service::<product::Entity>();
     products
-        .update(
-            &ctx(),
-            rows[3].id,
-            ProductPatch {
-                active: Some(false),
-                ..Default::default()
-            },
-        )
+        .update(&ctx(), rows[3].id, ProductPatch::default().active(false))
         .await
         .unwrap();
 
