@@ -8,12 +8,18 @@ use crate::{Error, Result};
 /// The database used when `DATABASE_URL` is not set: a SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://keel.db?mode=rwc";
 
+/// The service name used when `KEEL_SERVICE_NAME` is not set.
+pub const DEFAULT_SERVICE_NAME: &str = "app";
+
 /// Everything [`Keel`](crate::Keel) needs to start.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct KeelConfig {
     /// `postgres://…`, `mysql://…` (MySQL and MariaDB) or `sqlite://…`.
     pub database_url: String,
+    /// The name of the service, the first part of every event type
+    /// (`shop.product.created`) and the `source` of every event (default `app`).
+    pub service_name: String,
     /// Connection pool settings.
     pub pool: PoolConfig,
     /// Page-size bounds of `list`.
@@ -91,6 +97,7 @@ impl KeelConfig {
     pub fn new(database_url: impl Into<String>) -> Self {
         KeelConfig {
             database_url: database_url.into(),
+            service_name: DEFAULT_SERVICE_NAME.to_owned(),
             pool: PoolConfig::default(),
             page: PageConfig::default(),
             limits: QueryLimits::default(),
@@ -105,6 +112,7 @@ impl KeelConfig {
     /// | variable | meaning | default |
     /// |---|---|---|
     /// | `DATABASE_URL` | database to connect to | `sqlite://keel.db?mode=rwc` |
+    /// | `KEEL_SERVICE_NAME` | first part of event types | `app` |
     /// | `KEEL_DB_MAX_CONNECTIONS` | pool size | 10 |
     /// | `KEEL_DB_MIN_CONNECTIONS` | idle connections kept | 1 |
     /// | `KEEL_DB_ACQUIRE_TIMEOUT_MS` | wait for a connection | 5000 |
@@ -119,6 +127,11 @@ impl KeelConfig {
             .filter(|u| !u.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
         let mut config = KeelConfig::new(url);
+        if let Ok(name) = std::env::var("KEEL_SERVICE_NAME")
+            && !name.trim().is_empty()
+        {
+            config.service_name = name.trim().to_owned();
+        }
         if let Some(n) = env_parse::<u32>("KEEL_DB_MAX_CONNECTIONS")? {
             config.pool.max_connections = n;
         }
@@ -155,6 +168,17 @@ impl KeelConfig {
     /// Checks the values fit together.
     pub fn check(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid_argument("configuration", m));
+        let name_ok = !self.service_name.is_empty()
+            && self
+                .service_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !name_ok {
+            return bad(format!(
+                "the service name {:?} must be non-empty ASCII letters, digits, '-' or '_'",
+                self.service_name
+            ));
+        }
         if self.pool.max_connections == 0 {
             return bad("the pool needs at least one connection".into());
         }

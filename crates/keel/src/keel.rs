@@ -7,9 +7,12 @@ use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Schema};
 
 use crate::config::{KeelConfig, PoolConfig, Secret};
+use crate::event::{EventBus, Subscription};
+use crate::hooks::{HookList, HookRegistry, Hooks};
 use crate::query::token::TokenSigner;
 use crate::query::{PageConfig, QueryLimits};
-use crate::{BaseService, Error, Resource, Result};
+use crate::tx::{Tx, TxOptions};
+use crate::{BaseService, Context, Error, Resource, Result};
 
 /// The entry point: owns the connection pool and hands out services.
 ///
@@ -30,6 +33,8 @@ struct Inner {
     db: DatabaseConnection,
     config: KeelConfig,
     signer: TokenSigner,
+    events: EventBus,
+    hooks: HookRegistry,
 }
 
 impl Keel {
@@ -42,6 +47,7 @@ impl Keel {
     pub fn builder() -> KeelBuilder {
         KeelBuilder {
             config: KeelConfig::new(crate::config::DEFAULT_DATABASE_URL),
+            subscribers: Vec::new(),
         }
     }
 
@@ -85,14 +91,93 @@ impl Keel {
                 TokenSigner::new(&key)
             }
         };
+        let events = EventBus::new(&config.service_name);
         Keel {
-            inner: Arc::new(Inner { db, config, signer }),
+            inner: Arc::new(Inner {
+                db,
+                config,
+                signer,
+                events,
+                hooks: HookRegistry::default(),
+            }),
         }
     }
 
     /// The service of resource `E`.
     pub fn service<E: Resource>(&self) -> BaseService<E> {
         BaseService::new(self.clone())
+    }
+
+    /// Runs `f` in a transaction and commits it when `f` returns `Ok`.
+    ///
+    /// `f` receives the transaction ([`Tx`]); services bound to it
+    /// (`tx.service::<E>()`, `service.with(&tx)`) read and write in it, and
+    /// `tx.transaction(...)` nests a savepoint. When the database aborts the
+    /// transaction because it lost a race (a serialization failure, a
+    /// deadlock, a lock-wait timeout: `ABORTED`), the whole closure runs
+    /// again in a new transaction, as `options`' retry policy and the
+    /// context's deadline allow, so it must be re-runnable: it may not move
+    /// anything out of its environment. Any other error rolls back and is
+    /// returned unchanged. Events and after-commit work queued in it run
+    /// after the commit only. See [the `tx` module](crate::tx) for the rules.
+    ///
+    /// ```no_run
+    /// # mod account {
+    /// #     use keel::prelude::*;
+    /// #     #[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize, Service)]
+    /// #     #[sea_orm(table_name = "accounts")]
+    /// #     pub struct Model {
+    /// #         #[sea_orm(primary_key)]
+    /// #         pub id: i64,
+    /// #         pub balance: i64,
+    /// #     }
+    /// #     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    /// #     pub enum Relation {}
+    /// #     impl ActiveModelBehavior for ActiveModel {}
+    /// # }
+    /// # async fn demo(keel: keel::Keel) -> keel::Result<()> {
+    /// use keel::tx::{Isolation, TxOptions};
+    /// use keel::{Context, Error};
+    ///
+    /// let ctx = Context::actor("alice");
+    /// keel.transaction(&ctx, TxOptions::new().isolation(Isolation::Serializable), |tx| {
+    ///     let ctx = ctx.clone();
+    ///     async move {
+    ///         let accounts = tx.service::<account::Entity>();
+    ///         let from = accounts.get_for_update(&ctx, 1).await?;
+    ///         if from.balance < 100 {
+    ///             return Err(Error::rejected("INSUFFICIENT_FUNDS", "not enough money"));
+    ///         }
+    ///         let to = accounts.get_for_update(&ctx, 2).await?;
+    ///         accounts.update(&ctx, 1, account::AccountPatch::new().balance(from.balance - 100)).await?;
+    ///         accounts.update(&ctx, 2, account::AccountPatch::new().balance(to.balance + 100)).await?;
+    ///         Ok(())
+    ///     }
+    /// })
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn transaction<T, F, Fut>(&self, ctx: &Context, options: TxOptions, f: F) -> Result<T>
+    where
+        F: FnMut(Tx) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        crate::tx::run(self, ctx, &options, f).await
+    }
+
+    /// The in-process event bus: subscribe to events, read delivery statistics.
+    pub fn events(&self) -> &EventBus {
+        &self.inner.events
+    }
+
+    /// Adds hooks for resource `E`: they run inside every write of `E`, in
+    /// the order they were added. Add them at start-up.
+    pub fn add_hooks<E: Resource>(&self, hooks: impl Hooks<E>) {
+        self.inner.hooks.add::<E>(hooks);
+    }
+
+    pub(crate) fn hooks<E: Resource>(&self) -> Option<HookList<E>> {
+        self.inner.hooks.get::<E>()
     }
 
     /// The database connection pool.
@@ -203,18 +288,36 @@ fn connect_options(config: &KeelConfig) -> ConnectOptions {
 #[derive(Clone, Debug)]
 pub struct KeelBuilder {
     config: KeelConfig,
+    subscribers: Vec<Subscription>,
 }
 
 impl KeelBuilder {
     /// Starts from an existing configuration (for instance [`KeelConfig::from_env`]).
     pub fn from_config(config: KeelConfig) -> Self {
-        KeelBuilder { config }
+        KeelBuilder {
+            config,
+            subscribers: Vec::new(),
+        }
     }
 
     /// The database URL.
     #[must_use]
     pub fn database_url(mut self, url: impl Into<String>) -> Self {
         self.config.database_url = url.into();
+        self
+    }
+
+    /// The service name: the first part of event types (`shop.product.created`).
+    #[must_use]
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.config.service_name = name.into();
+        self
+    }
+
+    /// Registers an event subscriber when connecting.
+    #[must_use]
+    pub fn subscriber(mut self, subscription: Subscription) -> Self {
+        self.subscribers.push(subscription);
         self
     }
 
@@ -293,8 +396,12 @@ impl KeelBuilder {
         &self.config
     }
 
-    /// Connects.
+    /// Connects, and registers the subscribers.
     pub async fn connect(self) -> Result<Keel> {
-        Keel::connect(self.config).await
+        let keel = Keel::connect(self.config).await?;
+        for subscription in self.subscribers {
+            keel.events().subscribe(subscription)?;
+        }
+        Ok(keel)
     }
 }

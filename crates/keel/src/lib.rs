@@ -15,7 +15,14 @@
 //! - a typed query language: AIP-160 filters and AIP-132 ordering over
 //!   allow-listed fields, keyset pagination with signed page tokens;
 //! - one [`Error`] type with stable codes, database errors classified from
-//!   SQLSTATE / error numbers / result codes.
+//!   SQLSTATE / error numbers / result codes;
+//! - one write path: every create, update, delete and restore, single or
+//!   bulk, runs validation, [`Hooks`], the statement, its [audit](audit) row
+//!   and its [event](event) in one transaction, and the event reaches the
+//!   in-process subscribers after the commit only;
+//! - explicit [transactions](tx) (`keel.transaction(&ctx, options, |tx| ...)`)
+//!   retried when they lose a race, savepoints for nesting, row locks with
+//!   `get_for_update`.
 //!
 //! ```no_run
 //! use keel::prelude::*;
@@ -66,16 +73,19 @@ mod config;
 mod context;
 mod error;
 pub mod event;
+mod hooks;
 mod keel;
 pub mod query;
 mod resource;
 mod service;
+pub mod tx;
 pub mod validate;
 
 pub use audit::{Audit, AuditEntry, AuditLog, Change, HistoryQuery};
-pub use config::{DEFAULT_DATABASE_URL, KeelConfig, PoolConfig, Secret};
+pub use config::{DEFAULT_DATABASE_URL, DEFAULT_SERVICE_NAME, KeelConfig, PoolConfig, Secret};
 pub use context::Context;
 pub use error::{BoxError, Envelope, Error, ErrorBody, FieldError, Result, ValidationErrors};
+pub use hooks::Hooks;
 pub use keel::{Keel, KeelBuilder};
 /// Derives [`Audit`] for a model; see the [derive's documentation](keel_derive::Audit).
 pub use keel_derive::Audit;
@@ -91,8 +101,10 @@ pub use sea_orm;
 
 /// The names most programs need: `use keel::prelude::*;`.
 pub mod prelude {
+    pub use crate::tx::{Tx, TxOptions};
     pub use crate::{
-        Audit, BaseService, Columns, Context, Field, Keel, ListQuery, Ops, Page, Resource, Service,
+        Audit, BaseService, Columns, Context, Field, Hooks, Keel, ListQuery, Ops, Page, Resource,
+        Service,
     };
 }
 

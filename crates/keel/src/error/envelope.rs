@@ -63,6 +63,8 @@ pub(super) fn build(err: &Error, request_id: Option<&str>) -> Envelope {
         | Error::DeadlineExceeded
         | Error::PermissionDenied { .. }
         | Error::Aborted { .. }
+        | Error::CommitOutcomeUnknown { .. }
+        | Error::Rejected { .. }
         | Error::Internal { .. } => {}
     }
     if err.is_retriable() {

@@ -97,6 +97,25 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// The connection failed while the database was committing: the
+    /// transaction may or may not have been applied. Never retried blindly;
+    /// the caller must find out (for instance by reading the row back).
+    #[error("the outcome of the commit is unknown: the connection failed while committing")]
+    CommitOutcomeUnknown {
+        /// The underlying cause, for logs.
+        #[source]
+        source: BoxError,
+    },
+    /// A rule of the application rejected the request, with a code of the
+    /// application's own (such as `INSUFFICIENT_STOCK`); a conflict with the
+    /// current state, not a malformed request.
+    #[error("{message}")]
+    Rejected {
+        /// The application's stable code, in `SCREAMING_SNAKE_CASE`.
+        code: &'static str,
+        /// What is wrong, in client-safe words.
+        message: String,
+    },
     /// Anything else: a bug or an unexpected failure. Clients see only the code.
     #[error("internal error")]
     Internal {
@@ -127,6 +146,8 @@ impl Error {
             Error::DeadlineExceeded => "DEADLINE_EXCEEDED",
             Error::PermissionDenied { .. } => "PERMISSION_DENIED",
             Error::Aborted { .. } => "ABORTED",
+            Error::CommitOutcomeUnknown { .. } => "COMMIT_OUTCOME_UNKNOWN",
+            Error::Rejected { code, .. } => code,
             Error::Internal { .. } => "INTERNAL",
         }
     }
@@ -140,7 +161,8 @@ impl Error {
             Error::AlreadyExists { .. } | Error::VersionConflict { .. } | Error::Aborted { .. } => {
                 "conflict"
             }
-            Error::ForeignKey { .. } => "conflict",
+            Error::ForeignKey { .. } | Error::Rejected { .. } => "conflict",
+            Error::CommitOutcomeUnknown { .. } => "unavailable",
             Error::Unavailable { .. } => "unavailable",
             Error::DeadlineExceeded => "timeout",
             Error::PermissionDenied { .. } => "permission",
@@ -158,6 +180,28 @@ impl Error {
     pub fn invalid_argument(argument: &'static str, message: impl Into<String>) -> Self {
         Error::InvalidArgument {
             argument,
+            message: message.into(),
+        }
+    }
+
+    /// Builds an [`Error::Aborted`]: a transaction closure returns it to ask
+    /// for the whole transaction to run again (within its retry policy).
+    pub fn aborted(reason: impl Into<String>) -> Self {
+        Error::Aborted {
+            source: reason.into().into(),
+        }
+    }
+
+    /// Builds an [`Error::Rejected`] with the application's own `code`.
+    ///
+    /// ```
+    /// let err = keel::Error::rejected("INSUFFICIENT_STOCK", "only 3 left of product 7");
+    /// assert_eq!(err.code(), "INSUFFICIENT_STOCK");
+    /// assert_eq!(err.to_string(), "only 3 left of product 7");
+    /// ```
+    pub fn rejected(code: &'static str, message: impl Into<String>) -> Self {
+        Error::Rejected {
+            code,
             message: message.into(),
         }
     }

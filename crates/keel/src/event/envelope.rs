@@ -72,6 +72,18 @@ impl Event {
         }
     }
 
+    /// The event of a typed [`DomainEvent`]: type `{service}.{D::TYPE}`.
+    pub fn domain<D: super::DomainEvent>(
+        ctx: &Context,
+        service: &str,
+        event: &D,
+    ) -> crate::Result<Self> {
+        let data = serde_json::to_value(event).map_err(crate::Error::internal)?;
+        let mut out = Event::custom(ctx, service, format!("{service}.{}", D::TYPE), data);
+        out.subject = event.subject();
+        Ok(out)
+    }
+
     /// Sets the subject.
     #[must_use]
     pub fn with_subject(mut self, subject: impl Into<String>) -> Self {

@@ -120,7 +120,7 @@ pub trait Resource:
     /// The primary key type: `i32`, `i64`, `Uuid` or `String`.
     type Key: Key;
     /// The input of `create`. It has no field for a server-owned column.
-    type Create: Send + 'static;
+    type Create: Clone + Send + Sync + 'static;
     /// The input of `update`: every field optional, nullable columns as
     /// `Option<Option<T>>` (absent keeps, `null` clears).
     type Patch: Clone + Send + Sync + 'static;

@@ -1,10 +1,19 @@
 //! `BaseService<E>`: create, get, update, delete, list and count for any resource.
 //!
-//! Reads go straight to the pool. Every write runs in its own transaction
-//! (SQLite: `BEGIN IMMEDIATE`; PostgreSQL and MySQL lock the row with
-//! `SELECT ... FOR UPDATE`), fills the server-owned columns, checks the
-//! expected version, and is retried with exponential backoff and jitter when
-//! it loses a race the database reports as retriable.
+//! A service is either free or bound to a transaction ([`BaseService::with`],
+//! [`Tx::service`]). A free service reads from the pool and runs every write
+//! in a transaction of its own (SQLite: `BEGIN IMMEDIATE`; PostgreSQL and
+//! MySQL lock the row with `SELECT ... FOR UPDATE`), retried with exponential
+//! backoff and jitter when it loses a race. A bound service reads in the
+//! transaction and runs every write in a savepoint of it, so a failed write
+//! leaves the transaction usable.
+//!
+//! Every write, single or bulk, takes the same steps in its transaction:
+//! validate the input; `before_*` hooks; the statement (server-owned
+//! columns filled, `WHERE version = expected`); `after_*` hooks; the audit
+//! row and the queued event (the place where the outbox row will be
+//! written); commit; then, after the outermost commit only, the queued
+//! after-commit work and event dispatch.
 
 mod bulk;
 mod read;
@@ -13,26 +22,32 @@ mod write;
 use std::marker::PhantomData;
 
 use sea_orm::sea_query::Condition;
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, ModelTrait, PaginatorTrait, QueryFilter, Value,
-};
+use sea_orm::{ColumnTrait, DbErr, ModelTrait, PaginatorTrait, QueryFilter, Value};
 
 use crate::error::{DbFailure, classify};
+use crate::hooks::HookList;
 use crate::query::primary_key_column;
 use crate::resource::value;
+use crate::tx::{Conn, RetryPolicy, Tx, TxFailure, TxOptions};
 use crate::{Context, Error, Keel, Resource, Result};
 
 /// The service of resource `E`: every CRUD operation, generic over the entity.
 ///
-/// Get one from [`Keel::service`]. Cloning is cheap.
+/// Get one from [`Keel::service`], or bound to a transaction from
+/// [`Tx::service`] / [`BaseService::with`]. Cloning is cheap.
 pub struct BaseService<E: Resource> {
     keel: Keel,
+    tx: Option<Tx>,
     entity: PhantomData<fn() -> E>,
 }
 
 impl<E: Resource> Clone for BaseService<E> {
     fn clone(&self) -> Self {
-        BaseService::new(self.keel.clone())
+        BaseService {
+            keel: self.keel.clone(),
+            tx: self.tx.clone(),
+            entity: PhantomData,
+        }
     }
 }
 
@@ -40,7 +55,38 @@ impl<E: Resource> std::fmt::Debug for BaseService<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BaseService")
             .field("resource", &E::NAME)
+            .field("in_transaction", &self.tx.is_some())
             .finish()
+    }
+}
+
+/// A write that failed, with what is needed to explain it once its
+/// transaction (or savepoint) is gone.
+pub(super) enum WriteError<E: Resource> {
+    /// Explained already.
+    Done(Error),
+    /// A unique index rejected the write; which field is found afterwards.
+    Unique {
+        source: DbErr,
+        candidates: Vec<(&'static str, E::Column, Value)>,
+        exclude: Option<E::Key>,
+    },
+    /// The row changed between our read and our write.
+    Race { id: E::Key, old: Box<E::Model> },
+}
+
+impl<E: Resource> From<Error> for WriteError<E> {
+    fn from(err: Error) -> Self {
+        WriteError::Done(err)
+    }
+}
+
+impl<E: Resource> TxFailure for WriteError<E> {
+    fn error(&self) -> Option<&Error> {
+        match self {
+            WriteError::Done(err) => Some(err),
+            _ => None,
+        }
     }
 }
 
@@ -48,8 +94,29 @@ impl<E: Resource> BaseService<E> {
     pub(crate) fn new(keel: Keel) -> Self {
         BaseService {
             keel,
+            tx: None,
             entity: PhantomData,
         }
+    }
+
+    pub(crate) fn bound(tx: Tx) -> Self {
+        BaseService {
+            keel: tx.keel().clone(),
+            tx: Some(tx),
+            entity: PhantomData,
+        }
+    }
+
+    /// This service bound to `tx`: its reads and writes run in that
+    /// transaction (each write in a savepoint of it). Drop it before the
+    /// transaction's closure returns.
+    pub fn with(&self, tx: &Tx) -> Self {
+        BaseService::bound(tx.clone())
+    }
+
+    /// The transaction this service is bound to, if any.
+    pub fn transaction(&self) -> Option<&Tx> {
+        self.tx.as_ref()
     }
 
     /// The [`Keel`] this service belongs to.
@@ -57,8 +124,85 @@ impl<E: Resource> BaseService<E> {
         &self.keel
     }
 
-    fn db(&self) -> &DatabaseConnection {
-        self.keel.db()
+    /// Where statements run: the bound transaction, or the pool.
+    fn conn(&self) -> Conn<'_> {
+        match &self.tx {
+            Some(tx) => tx.conn(),
+            None => Conn::Pool(self.keel.db()),
+        }
+    }
+
+    fn hooks(&self) -> Option<HookList<E>> {
+        self.keel.hooks::<E>()
+    }
+
+    /// Runs `body` as one write: in a savepoint of the bound transaction, or
+    /// in a transaction of its own, run again when it loses a race.
+    pub(super) async fn write<T, F, Fut>(&self, ctx: &Context, body: F) -> Result<T>
+    where
+        F: FnMut(Tx) -> Fut,
+        Fut: Future<Output = Result<T, WriteError<E>>>,
+    {
+        let outcome = match &self.tx {
+            Some(tx) if tx.is_read_only() => {
+                return Err(Error::invalid_argument(
+                    "transaction",
+                    format!("cannot write {} in a read-only transaction", E::PLURAL),
+                ));
+            }
+            Some(tx) => match ctx.deadline() {
+                None => tx.savepoint(body).await,
+                Some(deadline) if tokio::time::Instant::now() >= deadline => {
+                    return Err(Error::DeadlineExceeded);
+                }
+                Some(deadline) => tokio::time::timeout_at(deadline, tx.savepoint(body))
+                    .await
+                    .unwrap_or(Err(WriteError::Done(Error::DeadlineExceeded))),
+            },
+            None => {
+                let retries = self.keel.config().write_retries;
+                let options = TxOptions::new().retry(RetryPolicy::attempts(retries + 1));
+                crate::tx::run(&self.keel, ctx, &options, body).await
+            }
+        };
+        match outcome {
+            Ok(value) => Ok(value),
+            Err(failure) => Err(self.explain(failure).await),
+        }
+    }
+
+    /// The error of a failed write, looked up after its transaction (or
+    /// savepoint) was rolled back.
+    async fn explain(&self, failure: WriteError<E>) -> Error {
+        match failure {
+            WriteError::Done(err) => err,
+            WriteError::Unique {
+                source,
+                candidates,
+                exclude,
+            } => {
+                self.unique_error(source, candidates, exclude.as_ref())
+                    .await
+            }
+            WriteError::Race { id, old } => self.conflict_after_race(&id, &old).await,
+        }
+    }
+
+    /// A failed statement of a write: a unique violation is explained later.
+    pub(super) fn statement_error(
+        &self,
+        err: DbErr,
+        candidates: Vec<(&'static str, E::Column, Value)>,
+        exclude: Option<E::Key>,
+    ) -> WriteError<E> {
+        match classify(err) {
+            DbFailure::Unique(source) => WriteError::Unique {
+                source,
+                candidates,
+                exclude,
+            },
+            other => WriteError::Done(self.db_error_from(other)),
+        }
     }
 
     /// The conditions every statement carries: the caller's tenant, and
@@ -95,20 +239,15 @@ impl<E: Resource> BaseService<E> {
         self.db_error_from(classify(err))
     }
 
-    /// Like [`db_error`](Self::db_error), and for a unique violation finds out
-    /// which of the unique fields the write set collided: the only one, or
-    /// the first that another row holds, checked once the failed
-    /// transaction is gone.
-    async fn write_error(
+    /// Finds out which of the unique fields a write set collided: the only
+    /// one, or the first that another row holds, checked once the failed
+    /// transaction (or savepoint) is gone.
+    async fn unique_error(
         &self,
-        err: DbErr,
+        source: DbErr,
         candidates: Vec<(&'static str, E::Column, Value)>,
         exclude: Option<&E::Key>,
     ) -> Error {
-        let failure = classify(err);
-        if !matches!(failure, DbFailure::Unique(_)) {
-            return self.db_error_from(failure);
-        }
         // The write set a single unique field: it is the one that collided
         // (possibly with a row changed earlier in the same, rolled-back batch).
         if let [(name, _, _)] = candidates.as_slice() {
@@ -122,14 +261,28 @@ impl<E: Resource> BaseService<E> {
             if let Some(id) = exclude {
                 q = q.filter(primary_key_column::<E>().ne(id.clone()));
             }
-            if q.count(self.db()).await.is_ok_and(|n| n > 0) {
+            if q.count(&self.conn()).await.is_ok_and(|n| n > 0) {
                 return Error::AlreadyExists {
                     resource: E::NAME,
                     field: Some(name.to_owned()),
                 };
             }
         }
-        self.db_error_from(failure)
+        self.db_error_from(DbFailure::Unique(source))
+    }
+
+    /// The row changed between our read and our write (only possible without
+    /// row locks): report its current version, or that it is gone.
+    async fn conflict_after_race(&self, id: &E::Key, old: &E::Model) -> Error {
+        let current = E::find().filter(Self::by_key(id)).one(&self.conn()).await;
+        match (current, Self::version_of(old)) {
+            (Ok(Some(row)), Some(expected)) => Error::VersionConflict {
+                expected,
+                current: Self::version_of(&row).unwrap_or(expected),
+            },
+            (Ok(_), _) => Self::not_found(id),
+            (Err(err), _) => self.db_error(err),
+        }
     }
 
     fn db_error_from(&self, failure: DbFailure) -> Error {

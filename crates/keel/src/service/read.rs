@@ -16,11 +16,30 @@ impl<E: Resource> BaseService<E> {
             E::find()
                 .filter(Self::by_key(&id))
                 .filter(self.scope(ctx, false)?)
-                .one(self.db())
+                .one(&self.conn())
                 .await
                 .map_err(|e| self.db_error(e))
         })
         .await
+    }
+
+    /// The row with key `id`, locked until the bound transaction ends
+    /// (`SELECT ... FOR UPDATE` on PostgreSQL and MySQL; SQLite transactions
+    /// that may write hold the database's write lock from their start), or
+    /// `NOT_FOUND`. Only on a service bound to a transaction
+    /// ([`Tx::service`](crate::tx::Tx::service)); elsewhere the lock would end
+    /// with the call, and the error is `INVALID_ARGUMENT`.
+    pub async fn get_for_update(&self, ctx: &Context, id: impl Into<E::Key>) -> Result<E::Model> {
+        let id = id.into();
+        let Some(tx) = &self.tx else {
+            return Err(Error::invalid_argument(
+                "transaction",
+                "get_for_update locks a row until its transaction ends, so it needs a service \
+                 bound to a transaction (tx.service::<E>() or service.with(&tx))",
+            ));
+        };
+        ctx.within_deadline(self.lock_row(tx, ctx, &id, false))
+            .await
     }
 
     /// The row with key `id`, or `NOT_FOUND`.
@@ -76,7 +95,10 @@ impl<E: Resource> BaseService<E> {
         select = select.limit(u64::from(page_size) + 1);
 
         ctx.within_deadline(async {
-            let mut items = select.all(self.db()).await.map_err(|e| self.db_error(e))?;
+            let mut items = select
+                .all(&self.conn())
+                .await
+                .map_err(|e| self.db_error(e))?;
             let more = items.len() > page_size as usize;
             items.truncate(page_size as usize);
             let next_page_token = match (more, items.last()) {
@@ -99,7 +121,7 @@ impl<E: Resource> BaseService<E> {
             let total_size = if query.wants_total_size() {
                 Some(
                     filtered()
-                        .count(self.db())
+                        .count(&self.conn())
                         .await
                         .map_err(|e| self.db_error(e))?,
                 )
@@ -125,8 +147,13 @@ impl<E: Resource> BaseService<E> {
         if let Some(f) = &filter {
             select = select.filter(f.condition());
         }
-        ctx.within_deadline(async { select.count(self.db()).await.map_err(|e| self.db_error(e)) })
-            .await
+        ctx.within_deadline(async {
+            select
+                .count(&self.conn())
+                .await
+                .map_err(|e| self.db_error(e))
+        })
+        .await
     }
 }
 

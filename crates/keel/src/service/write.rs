@@ -1,21 +1,24 @@
-//! The write side: create, update, delete, restore.
+//! The write side: create, update, delete, restore, and the steps every
+//! write shares.
 
-use std::time::Duration;
-
-use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue, ColumnTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
-    IntoActiveModel, Iterable, ModelTrait, PrimaryKeyTrait, QueryFilter, QuerySelect,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait, Value,
+    ActiveModelTrait, ActiveValue, ColumnTrait, DbBackend, DbErr, EntityTrait, IntoActiveModel,
+    Iterable, ModelTrait, PrimaryKeyTrait, QueryFilter, QuerySelect, Value,
 };
 
-use super::BaseService;
+use super::{BaseService, WriteError};
+use crate::event::Event;
+use crate::hooks::DynHooks;
 use crate::query::primary_key_column;
 use crate::resource::value::{self, column_type};
+use crate::tx::Tx;
 use crate::{Context, Error, Resource, Result, WriteAction, audit};
 
 pub(super) type ActiveModelOf<E> = <E as EntityTrait>::ActiveModel;
+
+/// The hooks of a resource, as the write steps take them.
+pub(super) type HookSlice<'a, E> = &'a [std::sync::Arc<dyn DynHooks<E>>];
 
 /// The clock of the server-owned timestamps, at the microsecond precision every backend stores.
 pub(super) fn now() -> DateTime<Utc> {
@@ -28,31 +31,43 @@ impl<E: Resource> BaseService<E> {
     ///
     /// The service fills the server-owned columns (generated key, version 1,
     /// timestamps, actor, tenant). Errors: `VALIDATION_FAILED`,
-    /// `ALREADY_EXISTS` (naming the unique field), `FOREIGN_KEY`.
+    /// `ALREADY_EXISTS` (naming the unique field), `FOREIGN_KEY`, or the
+    /// error of a hook.
     pub async fn create(&self, ctx: &Context, input: E::Create) -> Result<E::Model> {
         E::validate_create(&input)?;
+        let hooks = self.hooks();
+        let hooks: HookSlice<'_, E> = hooks.as_deref().map_or(&[], Vec::as_slice);
+        self.write(ctx, |tx| {
+            let input = input.clone();
+            async move { self.create_in(&tx, ctx, hooks, input).await }
+        })
+        .await
+    }
+
+    /// Inserts one validated input in `tx`: hooks, statement, audit row, event.
+    pub(super) async fn create_in(
+        &self,
+        tx: &Tx,
+        ctx: &Context,
+        hooks: HookSlice<'_, E>,
+        input: E::Create,
+    ) -> Result<E::Model, WriteError<E>> {
+        for hook in hooks {
+            hook.before_create(ctx, tx, &input).await?;
+        }
         let mut model = E::create_model(input);
         self.fill_new(ctx, &mut model)?;
         let unique = Self::unique_candidates(&model);
-        ctx.within_deadline(self.retrying(|| {
-            let model = model.clone();
-            let unique = unique.clone();
-            async move {
-                let tx = self.begin().await?;
-                match model.insert(&tx).await {
-                    Ok(row) => {
-                        self.finish(tx, ctx, WriteAction::Created, &row, None, Some(&row))
-                            .await?;
-                        Ok(row)
-                    }
-                    Err(err) => {
-                        rollback(tx).await;
-                        Err(self.write_error(err, unique, None).await)
-                    }
-                }
-            }
-        }))
-        .await
+        let row = model
+            .insert(tx.db())
+            .await
+            .map_err(|e| self.statement_error(e, unique, None))?;
+        for hook in hooks {
+            hook.after_create(ctx, tx, &row).await?;
+        }
+        self.record(tx, ctx, WriteAction::Created, &row, None, Some(&row))
+            .await?;
+        Ok(row)
     }
 
     /// Applies `patch` to the row with key `id` and returns the row as stored.
@@ -72,41 +87,56 @@ impl<E: Resource> BaseService<E> {
         E::validate_patch(&patch)?;
         let expected = E::patch_version(&patch);
         Self::check_versioned(expected)?;
-        ctx.within_deadline(self.retrying(|| self.update_once(ctx, &id, patch.clone(), expected)))
-            .await
+        let hooks = self.hooks();
+        let hooks: HookSlice<'_, E> = hooks.as_deref().map_or(&[], Vec::as_slice);
+        let id = &id;
+        self.write(ctx, |tx| {
+            let patch = patch.clone();
+            async move {
+                let old = self.lock_row(&tx, ctx, id, false).await?;
+                Self::check_version(expected, &old)?;
+                let new = self.update_locked(&tx, ctx, hooks, &old, patch).await?;
+                Ok(new.unwrap_or(old))
+            }
+        })
+        .await
     }
 
-    async fn update_once(
+    /// Updates one row already locked in `tx`: hooks, statement, audit row,
+    /// event. `None` when the patch changes nothing (and nothing is written).
+    pub(super) async fn update_locked(
         &self,
+        tx: &Tx,
         ctx: &Context,
-        id: &E::Key,
+        hooks: HookSlice<'_, E>,
+        old: &E::Model,
         patch: E::Patch,
-        expected: Option<i64>,
-    ) -> Result<E::Model> {
-        let tx = self.begin().await?;
-        let old = self.lock_row(&tx, ctx, id, false).await?;
-        Self::check_version(expected, &old)?;
+    ) -> Result<Option<E::Model>, WriteError<E>> {
+        for hook in hooks {
+            hook.before_update(ctx, tx, old, &patch).await?;
+        }
         let mut model: ActiveModelOf<E> = old.clone().into_active_model();
         E::apply_patch(patch, &mut model);
-        self.keep_server_columns(&mut model, &old)?;
-        let changed = Self::drop_unchanged(&mut model, &old);
-        if !changed {
-            rollback(tx).await;
-            return Ok(old);
+        self.keep_server_columns(&mut model, old)?;
+        if !Self::drop_unchanged(&mut model, old) {
+            return Ok(None);
         }
         let unique = Self::unique_candidates(&model);
-        self.stamp_write(ctx, &mut model, &old)?;
-        self.save(tx, ctx, WriteAction::Updated, model, &old, unique, id)
-            .await
+        self.stamp_write(ctx, &mut model, old)?;
+        let new = self.write_row(tx, model, old, unique).await?;
+        for hook in hooks {
+            hook.after_update(ctx, tx, old, &new).await?;
+        }
+        self.record(tx, ctx, WriteAction::Updated, &new, Some(old), Some(&new))
+            .await?;
+        Ok(Some(new))
     }
 
     /// Deletes the row with key `id`: sets `deleted_at` for a soft-deleted
     /// resource, removes the row otherwise. `NOT_FOUND` if there is no such
     /// (live) row.
     pub async fn delete(&self, ctx: &Context, id: impl Into<E::Key>) -> Result<()> {
-        let id = id.into();
-        ctx.within_deadline(self.retrying(|| self.delete_once(ctx, &id, None)))
-            .await
+        self.delete_checked(ctx, id.into(), None).await
     }
 
     /// Like [`delete`](Self::delete), but only if the row is at version `expected`;
@@ -117,35 +147,36 @@ impl<E: Resource> BaseService<E> {
         id: impl Into<E::Key>,
         expected: i64,
     ) -> Result<()> {
-        let id = id.into();
         Self::check_versioned(Some(expected))?;
-        ctx.within_deadline(self.retrying(|| self.delete_once(ctx, &id, Some(expected))))
-            .await
+        self.delete_checked(ctx, id.into(), Some(expected)).await
     }
 
-    async fn delete_once(&self, ctx: &Context, id: &E::Key, expected: Option<i64>) -> Result<()> {
-        let tx = self.begin().await?;
-        let old = self.lock_row(&tx, ctx, id, false).await?;
-        Self::check_version(expected, &old)?;
-        match self.delete_locked(&tx, ctx, &old).await {
-            Ok(()) => self.commit(tx).await,
-            Err(err) => {
-                rollback(tx).await;
-                Err(err)
-            }
-        }
+    async fn delete_checked(&self, ctx: &Context, id: E::Key, expected: Option<i64>) -> Result<()> {
+        let hooks = self.hooks();
+        let hooks: HookSlice<'_, E> = hooks.as_deref().map_or(&[], Vec::as_slice);
+        let id = &id;
+        self.write(ctx, |tx| async move {
+            let old = self.lock_row(&tx, ctx, id, false).await?;
+            Self::check_version(expected, &old)?;
+            self.delete_locked(&tx, ctx, hooks, &old).await
+        })
+        .await
     }
 
-    /// Deletes one row already locked in `tx` (soft or hard), with its audit
-    /// row; the caller commits.
+    /// Deletes one row already locked in `tx` (soft or hard): hooks,
+    /// statement, audit row, event.
     pub(super) async fn delete_locked(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &Tx,
         ctx: &Context,
+        hooks: HookSlice<'_, E>,
         old: &E::Model,
-    ) -> Result<()> {
+    ) -> Result<(), WriteError<E>> {
+        for hook in hooks {
+            hook.before_delete(ctx, tx, old).await?;
+        }
         let pk = primary_key_column::<E>();
-        let written = if let Some(deleted_at) = E::COLUMNS.deleted_at {
+        let new = if let Some(deleted_at) = E::COLUMNS.deleted_at {
             let mut model: ActiveModelOf<E> = old.clone().into_active_model();
             Self::set(
                 &mut model,
@@ -154,45 +185,24 @@ impl<E: Resource> BaseService<E> {
                 "deleted_at",
             )?;
             self.stamp_write(ctx, &mut model, old)?;
-            Self::write_row(tx, model, old).await.map(Some)
+            Some(self.write_row(tx, model, old, Vec::new()).await?)
         } else {
             let mut delete = E::delete_many().filter(pk.eq(old.get(pk)));
             if let Some(version) = E::COLUMNS.version {
                 delete = delete.filter(version.eq(old.get(version)));
             }
-            match delete.exec(tx).await {
-                Ok(result) if result.rows_affected == 1 => Ok(None),
-                Ok(_) => Err(DbErr::RecordNotUpdated),
-                Err(err) => Err(err),
+            match delete.exec(tx.db()).await {
+                Ok(result) if result.rows_affected == 1 => None,
+                Ok(_) => return Err(self.race(old)),
+                Err(err) => return Err(self.statement_error(err, Vec::new(), None)),
             }
         };
-        let outcome = match &written {
-            Ok(new) => {
-                Self::record(
-                    tx,
-                    ctx,
-                    WriteAction::Deleted,
-                    new.as_ref().unwrap_or(old),
-                    Some(old),
-                    new.as_ref(),
-                )
-                .await
-            }
-            Err(_) => Ok(()),
-        };
-        match (written, outcome) {
-            (Ok(_), Ok(())) => Ok(()),
-            (Err(DbErr::RecordNotUpdated), _) => {
-                match <E::Key as crate::Key>::from_value(old.get(pk)) {
-                    Some(id) => Err(self.conflict_after_race(&id, old).await),
-                    None => Err(Error::internal(format!(
-                        "{}: the primary key does not fit the Key type",
-                        E::NAME
-                    ))),
-                }
-            }
-            (Err(err), _) | (Ok(_), Err(err)) => Err(self.db_error(err)),
+        for hook in hooks {
+            hook.after_delete(ctx, tx, old).await?;
         }
+        let row = new.as_ref().unwrap_or(old);
+        self.record(tx, ctx, WriteAction::Deleted, row, Some(old), new.as_ref())
+            .await
     }
 
     /// Brings back a soft-deleted row and returns it. A row that is not
@@ -208,12 +218,16 @@ impl<E: Resource> BaseService<E> {
                 ),
             ));
         };
-        ctx.within_deadline(self.retrying(|| async {
-            let tx = self.begin().await?;
-            let old = self.lock_row(&tx, ctx, &id, true).await?;
+        let hooks = self.hooks();
+        let hooks: HookSlice<'_, E> = hooks.as_deref().map_or(&[], Vec::as_slice);
+        let id = &id;
+        self.write(ctx, |tx| async move {
+            let old = self.lock_row(&tx, ctx, id, true).await?;
             if value::is_null(&old.get(deleted_at)) {
-                rollback(tx).await;
                 return Ok(old);
+            }
+            for hook in hooks {
+                hook.before_restore(ctx, &tx, &old).await?;
             }
             let mut model: ActiveModelOf<E> = old.clone().into_active_model();
             Self::set(
@@ -223,104 +237,94 @@ impl<E: Resource> BaseService<E> {
                 "deleted_at",
             )?;
             self.stamp_write(ctx, &mut model, &old)?;
-            self.save(tx, ctx, WriteAction::Restored, model, &old, Vec::new(), &id)
-                .await
-        }))
+            let new = self.write_row(&tx, model, &old, Vec::new()).await?;
+            for hook in hooks {
+                hook.after_restore(ctx, &tx, &new).await?;
+            }
+            self.record(
+                &tx,
+                ctx,
+                WriteAction::Restored,
+                &new,
+                Some(&old),
+                Some(&new),
+            )
+            .await?;
+            Ok(new)
+        })
         .await
     }
 
     // ----- the steps every write shares -----
 
-    /// Runs `op` again, with exponential backoff and jitter, while it fails with `ABORTED`.
-    pub(super) async fn retrying<T, F, Fut>(&self, op: F) -> Result<T>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T>>,
-    {
-        let policy = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(5))
-            .with_max_delay(Duration::from_millis(250))
-            .with_jitter()
-            .with_max_times(self.keel.config().write_retries);
-        op.retry(policy)
-            .sleep(tokio::time::sleep)
-            .when(|e: &Error| matches!(e, Error::Aborted { .. }))
-            .notify(|e: &Error, delay: Duration| {
-                tracing::debug!(resource = E::NAME, error = %e, ?delay, "retrying a write that lost a race");
-            })
-            .await
-    }
-
-    /// Opens a write transaction; on SQLite it takes the write lock at once
-    /// (`BEGIN IMMEDIATE`) so concurrent writers queue instead of failing.
-    pub(super) async fn begin(&self) -> Result<DatabaseTransaction> {
-        let options = TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..TransactionOptions::default()
-        };
-        self.db()
-            .begin_with_options(options)
-            .await
-            .map_err(|e| self.db_error(e))
-    }
-
-    /// The end of every write: its audit row, then commit.
-    async fn finish(
-        &self,
-        tx: DatabaseTransaction,
-        ctx: &Context,
-        action: WriteAction,
-        row: &E::Model,
-        old: Option<&E::Model>,
-        new: Option<&E::Model>,
-    ) -> Result<()> {
-        if let Err(err) = Self::record(&tx, ctx, action, row, old, new).await {
-            rollback(tx).await;
-            return Err(self.db_error(err));
-        }
-        self.commit(tx).await
-    }
-
     /// `UPDATE` of the changed columns, guarded by the version the row was read at.
-    pub(super) async fn write_row(
-        tx: &DatabaseTransaction,
+    async fn write_row(
+        &self,
+        tx: &Tx,
         model: ActiveModelOf<E>,
         old: &E::Model,
-    ) -> std::result::Result<E::Model, DbErr> {
-        let mut update = E::update(model).validate()?;
+        unique: Vec<(&'static str, E::Column, Value)>,
+    ) -> Result<E::Model, WriteError<E>> {
+        let mut update = E::update(model)
+            .validate()
+            .map_err(|e| WriteError::Done(self.db_error(e)))?;
         if let Some(version) = E::COLUMNS.version {
             update = update.filter(version.eq(old.get(version)));
         }
-        update.exec(tx).await
+        match update.exec(tx.db()).await {
+            Ok(row) => Ok(row),
+            Err(DbErr::RecordNotUpdated) => Err(self.race(old)),
+            Err(err) => Err(self.statement_error(err, unique, Self::key_of(old))),
+        }
+    }
+
+    fn key_of(row: &E::Model) -> Option<E::Key> {
+        <E::Key as crate::Key>::from_value(row.get(primary_key_column::<E>()))
+    }
+
+    /// The row changed (or vanished) between our read and our write.
+    fn race(&self, old: &E::Model) -> WriteError<E> {
+        match Self::key_of(old) {
+            Some(id) => WriteError::Race {
+                id,
+                old: Box::new(old.clone()),
+            },
+            None => WriteError::Done(Error::internal(format!(
+                "{}: the primary key does not fit the Key type",
+                E::NAME
+            ))),
+        }
     }
 
     /// What every write leaves in its transaction besides the change itself:
-    /// the audit row (and, with the outbox, the event's row).
-    pub(super) async fn record(
-        tx: &DatabaseTransaction,
+    /// the audit row and the event.
+    async fn record(
+        &self,
+        tx: &Tx,
         ctx: &Context,
         action: WriteAction,
         row: &E::Model,
         old: Option<&E::Model>,
         new: Option<&E::Model>,
-    ) -> std::result::Result<(), DbErr> {
-        let pk = primary_key_column::<E>();
-        let id = <E::Key as crate::Key>::from_value(row.get(pk))
-            .map(|k| k.to_string())
-            .unwrap_or_default();
+    ) -> Result<(), WriteError<E>> {
+        let id = Self::key_of(row).map(|k| k.to_string()).unwrap_or_default();
         let changes = audit::resource_changes::<E>(old, new);
-        audit::append::<E, _>(tx, ctx, action, id, now(), &changes).await
-        // The outbox row carrying the write's event joins the transaction here.
-    }
-
-    pub(super) async fn commit(&self, tx: DatabaseTransaction) -> Result<()> {
-        tx.commit().await.map_err(|e| self.db_error(e))
+        audit::append::<E, _>(tx.db(), ctx, action, id.clone(), now(), &changes)
+            .await
+            .map_err(|e| WriteError::Done(self.db_error(e)))?;
+        let diff = (action == WriteAction::Updated).then_some(changes.as_slice());
+        let event =
+            Event::for_write::<E>(ctx, &self.keel.config().service_name, action, id, row, diff);
+        // The outbox row carrying this event will be written here, in the
+        // same transaction; the in-process bus gets it after the commit.
+        tx.emit(event);
+        Ok(())
     }
 
     /// Reads the row for writing: `SELECT ... FOR UPDATE` where the database has it.
     pub(super) async fn lock_row(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &Tx,
         ctx: &Context,
         id: &E::Key,
         include_deleted: bool,
@@ -332,53 +336,10 @@ impl<E: Resource> BaseService<E> {
             select = select.lock_exclusive();
         }
         select
-            .one(tx)
+            .one(tx.db())
             .await
             .map_err(|e| self.db_error(e))?
             .ok_or_else(|| Self::not_found(id))
-    }
-
-    /// Writes the changed columns, guarded by the row's version, and commits.
-    #[allow(clippy::too_many_arguments)]
-    async fn save(
-        &self,
-        tx: DatabaseTransaction,
-        ctx: &Context,
-        action: WriteAction,
-        model: ActiveModelOf<E>,
-        old: &E::Model,
-        unique: Vec<(&'static str, E::Column, Value)>,
-        id: &E::Key,
-    ) -> Result<E::Model> {
-        match Self::write_row(&tx, model, old).await {
-            Ok(row) => {
-                self.finish(tx, ctx, action, &row, Some(old), Some(&row))
-                    .await?;
-                Ok(row)
-            }
-            Err(DbErr::RecordNotUpdated) => {
-                rollback(tx).await;
-                Err(self.conflict_after_race(id, old).await)
-            }
-            Err(err) => {
-                rollback(tx).await;
-                Err(self.write_error(err, unique, Some(id)).await)
-            }
-        }
-    }
-
-    /// The row changed between our read and our write (only possible without
-    /// row locks): report its current version, or that it is gone.
-    async fn conflict_after_race(&self, id: &E::Key, old: &E::Model) -> Error {
-        let current = E::find().filter(Self::by_key(id)).one(self.db()).await;
-        match (current, Self::version_of(old)) {
-            (Ok(Some(row)), Some(expected)) => Error::VersionConflict {
-                expected,
-                current: Self::version_of(&row).unwrap_or(expected),
-            },
-            (Ok(_), _) => Self::not_found(id),
-            (Err(err), _) => self.db_error(err),
-        }
     }
 
     pub(super) fn check_versioned(expected: Option<i64>) -> Result<()> {
@@ -597,11 +558,5 @@ impl<E: Resource> BaseService<E> {
             out.push(("id", pk, v));
         }
         out
-    }
-}
-
-pub(super) async fn rollback(tx: DatabaseTransaction) {
-    if let Err(err) = tx.rollback().await {
-        tracing::warn!(error = %err, "rollback failed; the connection is discarded");
     }
 }
