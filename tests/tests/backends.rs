@@ -11,7 +11,9 @@ mod backends {
     pub(crate) mod crud;
     pub(crate) mod derive;
     pub(crate) mod errors;
+    pub(crate) mod events;
     pub(crate) mod query;
+    pub(crate) mod tx;
 }
 
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -26,7 +28,9 @@ fn main() {
         ("crud", backends::crud::CASES),
         ("derive", backends::derive::CASES),
         ("errors", backends::errors::CASES),
+        ("events", backends::events::CASES),
         ("query", backends::query::CASES),
+        ("tx", backends::tx::CASES),
     ];
     for (module, cases) in all {
         for &(name, body) in cases {

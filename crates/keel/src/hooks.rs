@@ -25,6 +25,8 @@ use crate::{Context, Resource, Result};
 /// use keel::{Context, Error, Hooks, Result, tx::Tx};
 /// # mod product {
 /// #     use keel::prelude::*;
+/// #     use sea_orm::entity::prelude::*;
+/// #     use serde::{Deserialize, Serialize};
 /// #     #[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize, Service)]
 /// #     #[sea_orm(table_name = "products")]
 /// #     pub struct Model {

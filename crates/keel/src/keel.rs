@@ -124,6 +124,8 @@ impl Keel {
     /// ```no_run
     /// # mod account {
     /// #     use keel::prelude::*;
+    /// #     use sea_orm::entity::prelude::*;
+    /// #     use serde::{Deserialize, Serialize};
     /// #     #[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize, Service)]
     /// #     #[sea_orm(table_name = "accounts")]
     /// #     pub struct Model {
@@ -149,8 +151,8 @@ impl Keel {
     ///             return Err(Error::rejected("INSUFFICIENT_FUNDS", "not enough money"));
     ///         }
     ///         let to = accounts.get_for_update(&ctx, 2).await?;
-    ///         accounts.update(&ctx, 1, account::AccountPatch::new().balance(from.balance - 100)).await?;
-    ///         accounts.update(&ctx, 2, account::AccountPatch::new().balance(to.balance + 100)).await?;
+    ///         accounts.update(&ctx, 1, account::AccountPatch::default().balance(from.balance - 100)).await?;
+    ///         accounts.update(&ctx, 2, account::AccountPatch::default().balance(to.balance + 100)).await?;
     ///         Ok(())
     ///     }
     /// })

@@ -17,8 +17,8 @@
 //! - one [`Error`] type with stable codes, database errors classified from
 //!   SQLSTATE / error numbers / result codes;
 //! - one write path: every create, update, delete and restore, single or
-//!   bulk, runs validation, [`Hooks`], the statement, its [audit](audit) row
-//!   and its [event](event) in one transaction, and the event reaches the
+//!   bulk, runs validation, [`Hooks`], the statement, its [audit] row
+//!   and its [event] in one transaction, and the event reaches the
 //!   in-process subscribers after the commit only;
 //! - explicit [transactions](tx) (`keel.transaction(&ctx, options, |tx| ...)`)
 //!   retried when they lose a race, savepoints for nesting, row locks with

@@ -72,7 +72,7 @@ impl Event {
         }
     }
 
-    /// The event of a typed [`DomainEvent`]: type `{service}.{D::TYPE}`.
+    /// The event of a typed [`DomainEvent`](super::DomainEvent): type `{service}.{D::TYPE}`.
     pub fn domain<D: super::DomainEvent>(
         ctx: &Context,
         service: &str,

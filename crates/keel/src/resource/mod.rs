@@ -62,6 +62,7 @@ use crate::error::ValidationErrors;
 /// }
 ///
 /// /// The create input: only what a client may choose.
+/// #[derive(Clone)]
 /// pub struct NewTag {
 ///     pub name: String,
 /// }

@@ -62,11 +62,11 @@ impl<E: Resource> BaseService<E> {
             .insert(tx.db())
             .await
             .map_err(|e| self.statement_error(e, unique, None))?;
+        self.record(tx, ctx, WriteAction::Created, &row, None, Some(&row))
+            .await?;
         for hook in hooks {
             hook.after_create(ctx, tx, &row).await?;
         }
-        self.record(tx, ctx, WriteAction::Created, &row, None, Some(&row))
-            .await?;
         Ok(row)
     }
 
@@ -124,11 +124,11 @@ impl<E: Resource> BaseService<E> {
         let unique = Self::unique_candidates(&model);
         self.stamp_write(ctx, &mut model, old)?;
         let new = self.write_row(tx, model, old, unique).await?;
+        self.record(tx, ctx, WriteAction::Updated, &new, Some(old), Some(&new))
+            .await?;
         for hook in hooks {
             hook.after_update(ctx, tx, old, &new).await?;
         }
-        self.record(tx, ctx, WriteAction::Updated, &new, Some(old), Some(&new))
-            .await?;
         Ok(Some(new))
     }
 
@@ -197,12 +197,13 @@ impl<E: Resource> BaseService<E> {
                 Err(err) => return Err(self.statement_error(err, Vec::new(), None)),
             }
         };
+        let row = new.as_ref().unwrap_or(old);
+        self.record(tx, ctx, WriteAction::Deleted, row, Some(old), new.as_ref())
+            .await?;
         for hook in hooks {
             hook.after_delete(ctx, tx, old).await?;
         }
-        let row = new.as_ref().unwrap_or(old);
-        self.record(tx, ctx, WriteAction::Deleted, row, Some(old), new.as_ref())
-            .await
+        Ok(())
     }
 
     /// Brings back a soft-deleted row and returns it. A row that is not
