@@ -368,3 +368,28 @@ pub fn assert_version_conflict(err: &keel::Error, expected: i64, current: i64) {
         ),
     }
 }
+
+/// Every event the bus of `keel` delivers to a subscriber `name` that wants
+/// `pattern`, in delivery order.
+pub fn collect_events(
+    keel: &Keel,
+    name: &str,
+    pattern: &str,
+) -> std::sync::Arc<std::sync::Mutex<Vec<keel::event::Event>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    keel.events()
+        .subscribe(keel::event::Subscription::new(
+            name,
+            pattern,
+            move |event| {
+                let sink = sink.clone();
+                async move {
+                    sink.lock().expect("event sink").push(event);
+                    Ok(())
+                }
+            },
+        ))
+        .expect("subscribe");
+    seen
+}

@@ -8,9 +8,9 @@ use std::time::Duration;
 use keel::event::{Event, Subscription};
 use keel::tx::{Tx, TxOptions};
 use keel::{Context, Error, HistoryQuery, Hooks, ListQuery, Result};
-use keel_tests::Env;
 use keel_tests::entities::product::{self, NewProduct, ProductPatch};
 use keel_tests::entities::tag::{self, NewTag};
+use keel_tests::{Env, collect_events};
 
 keel_tests::cases![
     every_write_emits_its_event_after_commit,
@@ -24,22 +24,6 @@ fn ctx() -> Context {
     Context::actor("alice").with_request_id("req-1")
 }
 
-fn collect(env: &Env, name: &str, pattern: &str) -> Arc<std::sync::Mutex<Vec<Event>>> {
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    env.keel
-        .events()
-        .subscribe(Subscription::new(name, pattern, move |event| {
-            let sink = sink.clone();
-            async move {
-                sink.lock().unwrap().push(event);
-                Ok(())
-            }
-        }))
-        .unwrap();
-    seen
-}
-
 fn kinds(events: &std::sync::Mutex<Vec<Event>>) -> Vec<(String, String)> {
     events
         .lock()
@@ -50,8 +34,8 @@ fn kinds(events: &std::sync::Mutex<Vec<Event>>) -> Vec<(String, String)> {
 }
 
 async fn every_write_emits_its_event_after_commit(env: Env) {
-    let events = collect(&env, "products", "app.product.*");
-    let tags = collect(&env, "tags", "app.tag.*");
+    let events = collect_events(&env.keel, "products", "app.product.*");
+    let tags = collect_events(&env.keel, "tags", "app.tag.*");
     let products = env.keel.service::<product::Entity>();
     let p = products
         .create(&ctx(), NewProduct::new("ev-1", 100))
@@ -126,7 +110,7 @@ async fn every_write_emits_its_event_after_commit(env: Env) {
 }
 
 async fn bulk_writes_one_audit_row_and_one_event_per_row(env: Env) {
-    let events = collect(&env, "products", "*.product.*");
+    let events = collect_events(&env.keel, "products", "*.product.*");
     let products = env.keel.service::<product::Entity>();
     let rows = products
         .create_many(
@@ -253,7 +237,7 @@ async fn hooks_run_in_the_write_and_their_errors_abort_it(env: Env) {
     env.keel.add_hooks::<product::Entity>(ShopRules {
         before_updates: before_updates.clone(),
     });
-    let events = collect(&env, "all", "*");
+    let events = collect_events(&env.keel, "all", "*");
     let products = env.keel.service::<product::Entity>();
     let tags = env.keel.service::<tag::Entity>();
     let count_tags = || async { tags.count(&ctx(), &ListQuery::new()).await.unwrap() };
@@ -406,7 +390,7 @@ async fn a_panicking_or_slow_subscriber_affects_nothing_else(env: Env) {
 }
 
 async fn redacted_fields_appear_in_no_event(env: Env) {
-    let events = collect(&env, "all", "*");
+    let events = collect_events(&env.keel, "all", "*");
     let products = env.keel.service::<product::Entity>();
     let mut input = NewProduct::new("secretive", 100);
     input.supplier_token = Some("tok-first-s3cret".into());

@@ -9,7 +9,7 @@ use keel::event::{DomainEvent, Event, Subscription};
 use keel::tx::{Isolation, RetryPolicy, TxOptions};
 use keel::{Context, Error, HistoryQuery, ListQuery};
 use keel_tests::entities::product::{self, NewProduct, ProductPatch};
-use keel_tests::{Backend, Env};
+use keel_tests::{Backend, Env, collect_events};
 use sea_orm::ConnectionTrait;
 use serde::{Deserialize, Serialize};
 
@@ -27,23 +27,6 @@ keel_tests::cases![
 
 fn ctx() -> Context {
     Context::actor("alice")
-}
-
-/// Collects every event the bus delivers.
-fn collect(env: &Env, name: &str, pattern: &str) -> Arc<std::sync::Mutex<Vec<Event>>> {
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    env.keel
-        .events()
-        .subscribe(Subscription::new(name, pattern, move |event| {
-            let sink = sink.clone();
-            async move {
-                sink.lock().unwrap().push(event);
-                Ok(())
-            }
-        }))
-        .unwrap();
-    seen
 }
 
 fn types(events: &std::sync::Mutex<Vec<Event>>) -> Vec<String> {
@@ -88,7 +71,7 @@ async fn product_count(env: &Env) -> u64 {
 }
 
 async fn commit_applies_everything_rollback_nothing(env: Env) {
-    let events = collect(&env, "all", "*");
+    let events = collect_events(&env.keel, "all", "*");
     let after_commit = Arc::new(AtomicUsize::new(0));
     let created = Arc::new(std::sync::Mutex::new(None));
 
@@ -405,7 +388,7 @@ async fn hundred_orders_against_stock_ten(env: Env) {
 }
 
 async fn savepoint_rollback_keeps_the_outer_work(env: Env) {
-    let events = collect(&env, "all", "*");
+    let events = collect_events(&env.keel, "all", "*");
     let inner_id = Arc::new(std::sync::Mutex::new(None));
     let depth = env
         .keel
