@@ -593,21 +593,51 @@ async fn statement_timeout_cancels_a_slow_statement(env: Env) {
         .unwrap_err();
     assert_eq!(err.code(), "DEADLINE_EXCEEDED", "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
-    // The timeout does not outlive the transaction on its pooled connection.
+    // A deadline that passes first, in the middle of the slow statement: the
+    // call returns at the deadline; the rollback and the reset of the
+    // session's timeout happen in the background.
+    let started = std::time::Instant::now();
+    let err = env
+        .keel
+        .transaction(
+            &ctx().with_timeout(Duration::from_millis(100)),
+            TxOptions::new().statement_timeout(Duration::from_millis(400)),
+            |tx| async move {
+                tx.db()
+                    .execute_unprepared(sleep)
+                    .await
+                    .map_err(Error::from)?;
+                Ok(())
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "DEADLINE_EXCEEDED", "{err:?}");
+    assert!(started.elapsed() < Duration::from_millis(350));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // The timeouts do not outlive their transactions on the pooled
+    // connections: eight transactions at once (the whole pool) run a
+    // statement longer than either timeout.
+    let mut tasks = Vec::new();
     for _ in 0..8 {
-        env.keel
-            .transaction(&ctx(), TxOptions::new(), |tx| async move {
+        let keel = env.keel.clone();
+        tasks.push(tokio::spawn(async move {
+            keel.transaction(&ctx(), TxOptions::new(), |tx| async move {
                 tx.db()
                     .execute_unprepared(match tx.keel().backend() {
-                        sea_orm::DbBackend::Postgres => "SELECT pg_sleep(0.3)",
-                        _ => "SELECT SLEEP(0.3)",
+                        sea_orm::DbBackend::Postgres => "SELECT pg_sleep(0.6)",
+                        _ => "SELECT SLEEP(0.6)",
                     })
                     .await
                     .map_err(Error::from)?;
                 Ok(())
             })
             .await
-            .unwrap();
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
     }
 }
 

@@ -328,30 +328,50 @@ where
     }
     // The deadline bounds the work, never the commit: a commit cut off half
     // way would leave its outcome unknown.
-    let work = async {
-        let conn = begin(keel, options).await.map_err(X::from)?;
-        let session = Session::setup(&conn, options).await.map_err(X::from)?;
-        let tx = Tx {
-            node: Arc::new(Node {
-                conn,
-                keel: keel.clone(),
-                ctx: ctx.clone(),
-                root: Arc::new(Root {
-                    read_only: options.is_read_only(),
-                    doomed: Mutex::new(None),
-                }),
-                depth: 0,
-                effects: Mutex::new(Vec::new()),
-            }),
-        };
-        let result = f(tx.clone()).await;
-        Ok::<_, X>((tx, session, result))
+    let deadline = ctx.deadline();
+    let opened = async {
+        let conn = begin(keel, options).await?;
+        let session = Session::setup(&conn, options).await?;
+        Ok::<_, Error>((conn, session))
     };
-    let (tx, session, result) = match ctx.deadline() {
-        None => work.await?,
-        Some(deadline) => tokio::time::timeout_at(deadline, work)
+    let (conn, session) = match deadline {
+        None => opened.await,
+        Some(deadline) => tokio::time::timeout_at(deadline, opened)
             .await
-            .map_err(|_| X::from(Error::DeadlineExceeded))??,
+            .unwrap_or(Err(Error::DeadlineExceeded)),
+    }
+    .map_err(X::from)?;
+    let tx = Tx {
+        node: Arc::new(Node {
+            conn,
+            keel: keel.clone(),
+            ctx: ctx.clone(),
+            root: Arc::new(Root {
+                read_only: options.is_read_only(),
+                doomed: Mutex::new(None),
+            }),
+            depth: 0,
+            effects: Mutex::new(Vec::new()),
+        }),
+    };
+    let result = match deadline {
+        None => Some(f(tx.clone()).await),
+        Some(deadline) => tokio::time::timeout_at(deadline, f(tx.clone())).await.ok(),
+    };
+    let Some(result) = result else {
+        // Out of time, perhaps in the middle of a statement the database is
+        // still running: give up now, and roll back (and put the session
+        // back) in the background, once the connection answers again.
+        if let Ok(node) = tx.into_node() {
+            let conn = node.conn;
+            tokio::spawn(async move {
+                session.reset(&conn).await;
+                if let Err(err) = conn.rollback().await {
+                    tracing::debug!(error = %err, "rollback after a deadline failed");
+                }
+            });
+        }
+        return Err(X::from(Error::DeadlineExceeded));
     };
     let node = tx.into_node()?;
     let doomed = node
@@ -456,8 +476,16 @@ impl Session {
             Session::MariaDbTimeout => "SET SESSION max_statement_time = DEFAULT",
             Session::MySqlTimeout => "SET SESSION max_execution_time = DEFAULT",
         };
-        if let Err(err) = conn.execute_unprepared(sql).await {
-            tracing::debug!(error = %err, "could not reset the statement timeout");
+        // After a statement cut off by a deadline, the first answer read
+        // may still be that statement's (MySQL); try again before giving up.
+        for attempt in 1..=3 {
+            match conn.execute_unprepared(sql).await {
+                Ok(_) => return,
+                Err(err) if attempt == 3 => {
+                    tracing::warn!(error = %err, "could not reset the statement timeout");
+                }
+                Err(_) => {}
+            }
         }
     }
 }
