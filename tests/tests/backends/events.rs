@@ -18,6 +18,7 @@ keel_tests::cases![
     hooks_run_in_the_write_and_their_errors_abort_it,
     a_panicking_or_slow_subscriber_affects_nothing_else,
     redacted_fields_appear_in_no_event,
+    subscribers_registered_at_start_up_by_the_builder,
 ];
 
 fn ctx() -> Context {
@@ -438,4 +439,43 @@ async fn redacted_fields_appear_in_no_event(env: Env) {
         change,
         serde_json::json!({"field": "supplier_token", "old": "[redacted]", "new": "[redacted]"})
     );
+}
+
+async fn subscribers_registered_at_start_up_by_the_builder(env: Env) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let keel = env
+        .db
+        .builder()
+        .service_name("shop")
+        .subscriber(Subscription::entity::<product::Entity, _, _>(
+            "products",
+            move |event: Event| {
+                let sink = sink.clone();
+                async move {
+                    sink.lock().unwrap().push(event.event_type);
+                    Ok(())
+                }
+            },
+        ))
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(keel.events().subscribers(), ["products"]);
+    let products = keel.service::<product::Entity>();
+    let p = products
+        .create(&ctx(), NewProduct::new("boot", 1))
+        .await
+        .unwrap();
+    products.delete(&ctx(), p.id).await.unwrap();
+    keel.service::<tag::Entity>()
+        .create(&ctx(), NewTag::named("not-a-product"))
+        .await
+        .unwrap();
+    keel.events().idle().await;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["shop.product.created", "shop.product.deleted"]
+    );
+    keel.close().await.unwrap();
 }
