@@ -198,7 +198,7 @@ impl KeelConfig {
     }
 }
 
-fn env_parse<T: std::str::FromStr>(name: &'static str) -> Result<Option<T>> {
+pub(crate) fn env_parse<T: std::str::FromStr>(name: &'static str) -> Result<Option<T>> {
     match std::env::var(name) {
         Ok(v) if !v.trim().is_empty() => v.trim().parse().map(Some).map_err(|_| {
             Error::invalid_argument(

@@ -228,6 +228,35 @@ impl Keel {
         crate::audit::AuditLog::new(self.clone())
     }
 
+    /// Connections of the pool: (in use, idle, maximum).
+    pub fn pool_connections(&self) -> (u32, u32, u32) {
+        fn counts<DB: sea_orm::sqlx::Database>(pool: &sea_orm::sqlx::Pool<DB>) -> (u32, u32, u32) {
+            let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+            let size = pool.size();
+            (
+                size.saturating_sub(idle),
+                idle,
+                pool.options().get_max_connections(),
+            )
+        }
+        let db = self.db();
+        match self.backend() {
+            DbBackend::Postgres => counts(db.get_postgres_connection_pool()),
+            DbBackend::MySql => counts(db.get_mysql_connection_pool()),
+            _ => counts(db.get_sqlite_connection_pool()),
+        }
+    }
+
+    /// Sets the `keel_db_pool_connections{state}` gauges (`in_use`, `idle`,
+    /// `max`) from the pool as it is now. The runtime's database component
+    /// does it every 5 s.
+    pub fn record_pool_metrics(&self) {
+        let (in_use, idle, max) = self.pool_connections();
+        for (state, n) in [("in_use", in_use), ("idle", idle), ("max", max)] {
+            metrics::gauge!("keel_db_pool_connections", "state" => state).set(f64::from(n));
+        }
+    }
+
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) -> Result<()> {
         self.inner.db.clone().close().await.map_err(Error::from)

@@ -73,11 +73,16 @@ mod config;
 mod context;
 mod error;
 pub mod event;
+pub mod health;
 mod hooks;
 mod keel;
+pub mod lifecycle;
+pub mod metrics;
 pub mod query;
+pub mod resilience;
 mod resource;
 mod service;
+pub mod telemetry;
 pub mod tx;
 pub mod validate;
 

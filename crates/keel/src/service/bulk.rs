@@ -22,28 +22,31 @@ impl<E: Resource> BaseService<E> {
         ctx: &Context,
         inputs: Vec<E::Create>,
     ) -> Result<Vec<E::Model>> {
-        let mut errors = ValidationErrors::new();
-        for (index, input) in inputs.iter().enumerate() {
-            if let Err(found) = E::validate_create(input) {
-                for e in found {
-                    errors.push(FieldError::new(
-                        format!("/{index}{}", e.pointer),
-                        &e.code,
-                        e.message,
-                    ));
+        self.observe(ctx, "create_many", async {
+            let mut errors = ValidationErrors::new();
+            for (index, input) in inputs.iter().enumerate() {
+                if let Err(found) = E::validate_create(input) {
+                    for e in found {
+                        errors.push(FieldError::new(
+                            format!("/{index}{}", e.pointer),
+                            &e.code,
+                            e.message,
+                        ));
+                    }
                 }
             }
-        }
-        errors.into_result()?;
-        let hooks = self.hooks();
-        let hooks: HookSlice<'_, E> = hooks.as_deref().map_or(&[], Vec::as_slice);
-        let inputs = &inputs;
-        self.write(ctx, |tx| async move {
-            let mut rows = Vec::with_capacity(inputs.len());
-            for input in inputs {
-                rows.push(self.create_in(&tx, ctx, hooks, input.clone()).await?);
-            }
-            Ok(rows)
+            errors.into_result()?;
+            let hooks = self.hooks();
+            let hooks: HookSlice<'_, E> = hooks.as_deref().map_or(&[], Vec::as_slice);
+            let inputs = &inputs;
+            self.write(ctx, |tx| async move {
+                let mut rows = Vec::with_capacity(inputs.len());
+                for input in inputs {
+                    rows.push(self.create_in(&tx, ctx, hooks, input.clone()).await?);
+                }
+                Ok(rows)
+            })
+            .await
         })
         .await
     }
@@ -54,27 +57,30 @@ impl<E: Resource> BaseService<E> {
     /// each changed row its hooks, one audit row and one event. A patch may
     /// not carry an expected version.
     pub async fn update_many(&self, ctx: &Context, filter: &str, patch: E::Patch) -> Result<u64> {
-        E::validate_patch(&patch)?;
-        if E::patch_version(&patch).is_some() {
-            return Err(Error::invalid_argument(
-                "version",
-                "an expected version applies to one row; update_many takes none",
-            ));
-        }
-        let filter = &self.bulk_filter(filter, "update_many")?;
-        let hooks = self.hooks();
-        let hooks: HookSlice<'_, E> = hooks.as_deref().map_or(&[], Vec::as_slice);
-        let patch = &patch;
-        self.write(ctx, |tx| async move {
-            let rows = self.lock_matching(&tx, ctx, filter).await?;
-            let mut changed = 0;
-            for old in rows {
-                let new = self
-                    .update_locked(&tx, ctx, hooks, &old, patch.clone())
-                    .await?;
-                changed += u64::from(new.is_some());
+        self.observe(ctx, "update_many", async {
+            E::validate_patch(&patch)?;
+            if E::patch_version(&patch).is_some() {
+                return Err(Error::invalid_argument(
+                    "version",
+                    "an expected version applies to one row; update_many takes none",
+                ));
             }
-            Ok(changed)
+            let filter = &self.bulk_filter(filter, "update_many")?;
+            let hooks = self.hooks();
+            let hooks: HookSlice<'_, E> = hooks.as_deref().map_or(&[], Vec::as_slice);
+            let patch = &patch;
+            self.write(ctx, |tx| async move {
+                let rows = self.lock_matching(&tx, ctx, filter).await?;
+                let mut changed = 0;
+                for old in rows {
+                    let new = self
+                        .update_locked(&tx, ctx, hooks, &old, patch.clone())
+                        .await?;
+                    changed += u64::from(new.is_some());
+                }
+                Ok(changed)
+            })
+            .await
         })
         .await
     }
@@ -83,16 +89,19 @@ impl<E: Resource> BaseService<E> {
     /// and returns how many. One transaction; for each row its hooks, one
     /// audit row and one event.
     pub async fn delete_many(&self, ctx: &Context, filter: &str) -> Result<u64> {
-        let filter = &self.bulk_filter(filter, "delete_many")?;
-        let hooks = self.hooks();
-        let hooks: HookSlice<'_, E> = hooks.as_deref().map_or(&[], Vec::as_slice);
-        self.write(ctx, |tx| async move {
-            let rows = self.lock_matching(&tx, ctx, filter).await?;
-            let count = rows.len() as u64;
-            for old in rows {
-                self.delete_locked(&tx, ctx, hooks, &old).await?;
-            }
-            Ok(count)
+        self.observe(ctx, "delete_many", async {
+            let filter = &self.bulk_filter(filter, "delete_many")?;
+            let hooks = self.hooks();
+            let hooks: HookSlice<'_, E> = hooks.as_deref().map_or(&[], Vec::as_slice);
+            self.write(ctx, |tx| async move {
+                let rows = self.lock_matching(&tx, ctx, filter).await?;
+                let count = rows.len() as u64;
+                for old in rows {
+                    self.delete_locked(&tx, ctx, hooks, &old).await?;
+                }
+                Ok(count)
+            })
+            .await
         })
         .await
     }

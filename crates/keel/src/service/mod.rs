@@ -136,6 +136,64 @@ impl<E: Resource> BaseService<E> {
         self.keel.hooks::<E>()
     }
 
+    /// Runs one public operation: its metrics (`keel_operations_total`,
+    /// `keel_operation_duration_seconds`) and its log line.
+    pub(super) async fn observe<T>(
+        &self,
+        ctx: &Context,
+        operation: &'static str,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let started = std::time::Instant::now();
+        let result = work.await;
+        let took = started.elapsed();
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(err) => err.code(),
+        };
+        metrics::counter!(
+            "keel_operations_total",
+            "entity" => E::NAME,
+            "operation" => operation,
+            "outcome" => outcome
+        )
+        .increment(1);
+        metrics::histogram!(
+            "keel_operation_duration_seconds",
+            "entity" => E::NAME,
+            "operation" => operation
+        )
+        .record(took.as_secs_f64());
+        let duration_ms = took.as_secs_f64() * 1000.0;
+        match &result {
+            Err(err @ (Error::Internal { .. } | Error::CommitOutcomeUnknown { .. })) => {
+                let cause = std::error::Error::source(err)
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                tracing::error!(
+                    target: "keel::operation",
+                    entity = E::NAME,
+                    operation,
+                    outcome,
+                    duration_ms,
+                    request_id = ctx.request_id(),
+                    cause = %cause,
+                    "operation failed"
+                );
+            }
+            _ => tracing::info!(
+                target: "keel::operation",
+                entity = E::NAME,
+                operation,
+                outcome,
+                duration_ms,
+                request_id = ctx.request_id(),
+                "operation"
+            ),
+        }
+        result
+    }
+
     /// Runs `body` as one write: in a savepoint of the bound transaction, or
     /// in a transaction of its own, run again when it loses a race.
     pub(super) async fn write<T, F, Fut>(&self, ctx: &Context, body: F) -> Result<T>

@@ -12,9 +12,13 @@ impl<E: Resource> BaseService<E> {
     /// The row with key `id`, or `None` (also when soft-deleted or another tenant's).
     pub async fn find(&self, ctx: &Context, id: impl Into<E::Key>) -> Result<Option<E::Model>> {
         let id = id.into();
+        self.observe(ctx, "find", self.find_row(ctx, &id)).await
+    }
+
+    async fn find_row(&self, ctx: &Context, id: &E::Key) -> Result<Option<E::Model>> {
         ctx.within_deadline(async {
             E::find()
-                .filter(Self::by_key(&id))
+                .filter(Self::by_key(id))
                 .filter(self.scope(ctx, false)?)
                 .one(&self.conn())
                 .await
@@ -30,24 +34,30 @@ impl<E: Resource> BaseService<E> {
     /// ([`Tx::service`](crate::tx::Tx::service)); elsewhere the lock would end
     /// with the call, and the error is `INVALID_ARGUMENT`.
     pub async fn get_for_update(&self, ctx: &Context, id: impl Into<E::Key>) -> Result<E::Model> {
-        let id = id.into();
-        let Some(tx) = &self.tx else {
-            return Err(Error::invalid_argument(
-                "transaction",
-                "get_for_update locks a row until its transaction ends, so it needs a service \
-                 bound to a transaction (tx.service::<E>() or service.with(&tx))",
-            ));
-        };
-        ctx.within_deadline(self.lock_row(tx, ctx, &id, false))
-            .await
+        self.observe(ctx, "get_for_update", async {
+            let id = id.into();
+            let Some(tx) = &self.tx else {
+                return Err(Error::invalid_argument(
+                    "transaction",
+                    "get_for_update locks a row until its transaction ends, so it needs a service \
+                     bound to a transaction (tx.service::<E>() or service.with(&tx))",
+                ));
+            };
+            ctx.within_deadline(self.lock_row(tx, ctx, &id, false))
+                .await
+        })
+        .await
     }
 
     /// The row with key `id`, or `NOT_FOUND`.
     pub async fn get(&self, ctx: &Context, id: impl Into<E::Key>) -> Result<E::Model> {
         let id = id.into();
-        self.find(ctx, id.clone())
-            .await?
-            .ok_or_else(|| Self::not_found(&id))
+        self.observe(ctx, "get", async {
+            self.find_row(ctx, &id)
+                .await?
+                .ok_or_else(|| Self::not_found(&id))
+        })
+        .await
     }
 
     /// One page of the rows matching `query`.
@@ -57,101 +67,108 @@ impl<E: Resource> BaseService<E> {
     /// page size out of range, or a page token that is forged or was issued
     /// for another query.
     pub async fn list(&self, ctx: &Context, query: &ListQuery) -> Result<Page<E::Model>> {
-        let config = self.keel.config();
-        let filter = Filter::<E>::parse_with(query.filter_text().unwrap_or(""), &config.limits)?;
-        let order = OrderBy::<E>::parse(query.order_by_text().unwrap_or(""))?;
-        let page_size = config.page.size(query.requested_page_size())?;
-        let scope = self.scope(ctx, query.shows_deleted())?;
-        let shape = format!(
-            "{}|{}|{}|{}",
-            filter.as_ref().map(ToString::to_string).unwrap_or_default(),
-            order,
-            query.shows_deleted(),
-            ctx.tenant().unwrap_or("")
-        );
-        let filtered = || {
-            let mut select = E::find().filter(scope.clone());
-            if let Some(f) = &filter {
-                select = select.filter(f.condition());
-            }
-            select
-        };
-
-        let mut select: Select<E> = filtered();
-        if let Some(token) = query.token() {
-            let last = self.keel.signer().open(token, E::NAME, &shape)?;
-            select = select.filter(after_condition(&order, &last)?);
-        }
-        for key in order.keys() {
-            let (dir, nulls) = key.order();
-            select = match nulls {
-                Some(nulls) => select.order_by_with_nulls(key.column, dir, nulls),
-                None => select.order_by(key.column, dir),
-            };
-        }
-        if let Some(skip) = query.skipped() {
-            select = select.offset(skip);
-        }
-        select = select.limit(u64::from(page_size) + 1);
-
-        ctx.within_deadline(async {
-            let mut items = select
-                .all(&self.conn())
-                .await
-                .map_err(|e| self.db_error(e))?;
-            let more = items.len() > page_size as usize;
-            items.truncate(page_size as usize);
-            let next_page_token = match (more, items.last()) {
-                (true, Some(last)) => {
-                    let keys = order
-                        .keys()
-                        .iter()
-                        .map(|k| value::to_json(&last.get(k.column)))
-                        .collect::<Option<Vec<_>>>()
-                        .ok_or_else(|| {
-                            Error::internal(format!(
-                                "{}: a sort key has a type tokens cannot carry",
-                                E::NAME
-                            ))
-                        })?;
-                    Some(self.keel.signer().issue(E::NAME, &shape, keys))
+        self.observe(ctx, "list", async {
+            let config = self.keel.config();
+            let filter =
+                Filter::<E>::parse_with(query.filter_text().unwrap_or(""), &config.limits)?;
+            let order = OrderBy::<E>::parse(query.order_by_text().unwrap_or(""))?;
+            let page_size = config.page.size(query.requested_page_size())?;
+            let scope = self.scope(ctx, query.shows_deleted())?;
+            let shape = format!(
+                "{}|{}|{}|{}",
+                filter.as_ref().map(ToString::to_string).unwrap_or_default(),
+                order,
+                query.shows_deleted(),
+                ctx.tenant().unwrap_or("")
+            );
+            let filtered = || {
+                let mut select = E::find().filter(scope.clone());
+                if let Some(f) = &filter {
+                    select = select.filter(f.condition());
                 }
-                _ => None,
+                select
             };
-            let total_size = if query.wants_total_size() {
-                Some(
-                    filtered()
-                        .count(&self.conn())
-                        .await
-                        .map_err(|e| self.db_error(e))?,
-                )
-            } else {
-                None
-            };
-            Ok(Page {
-                items,
-                next_page_token,
-                total_size,
+
+            let mut select: Select<E> = filtered();
+            if let Some(token) = query.token() {
+                let last = self.keel.signer().open(token, E::NAME, &shape)?;
+                select = select.filter(after_condition(&order, &last)?);
+            }
+            for key in order.keys() {
+                let (dir, nulls) = key.order();
+                select = match nulls {
+                    Some(nulls) => select.order_by_with_nulls(key.column, dir, nulls),
+                    None => select.order_by(key.column, dir),
+                };
+            }
+            if let Some(skip) = query.skipped() {
+                select = select.offset(skip);
+            }
+            select = select.limit(u64::from(page_size) + 1);
+
+            ctx.within_deadline(async {
+                let mut items = select
+                    .all(&self.conn())
+                    .await
+                    .map_err(|e| self.db_error(e))?;
+                let more = items.len() > page_size as usize;
+                items.truncate(page_size as usize);
+                let next_page_token = match (more, items.last()) {
+                    (true, Some(last)) => {
+                        let keys = order
+                            .keys()
+                            .iter()
+                            .map(|k| value::to_json(&last.get(k.column)))
+                            .collect::<Option<Vec<_>>>()
+                            .ok_or_else(|| {
+                                Error::internal(format!(
+                                    "{}: a sort key has a type tokens cannot carry",
+                                    E::NAME
+                                ))
+                            })?;
+                        Some(self.keel.signer().issue(E::NAME, &shape, keys))
+                    }
+                    _ => None,
+                };
+                let total_size = if query.wants_total_size() {
+                    Some(
+                        filtered()
+                            .count(&self.conn())
+                            .await
+                            .map_err(|e| self.db_error(e))?,
+                    )
+                } else {
+                    None
+                };
+                Ok(Page {
+                    items,
+                    next_page_token,
+                    total_size,
+                })
             })
+            .await
         })
         .await
     }
 
     /// The number of rows matching the query's filter (its page settings are ignored).
     pub async fn count(&self, ctx: &Context, query: &ListQuery) -> Result<u64> {
-        let filter = Filter::<E>::parse_with(
-            query.filter_text().unwrap_or(""),
-            &self.keel.config().limits,
-        )?;
-        let mut select = E::find().filter(self.scope(ctx, query.shows_deleted())?);
-        if let Some(f) = &filter {
-            select = select.filter(f.condition());
-        }
-        ctx.within_deadline(async {
-            select
-                .count(&self.conn())
-                .await
-                .map_err(|e| self.db_error(e))
+        self.observe(ctx, "count", async {
+            let filter = Filter::<E>::parse_with(
+                query.filter_text().unwrap_or(""),
+                &self.keel.config().limits,
+            )?;
+            let mut select = E::find().filter(self.scope(ctx, query.shows_deleted())?);
+            if let Some(f) = &filter {
+                select = select.filter(f.condition());
+            }
+            ctx.within_deadline(async {
+                select
+                    .count(&self.conn())
+                    .await
+                    .map_err(|e| self.db_error(e))
+            })
+            .await
         })
         .await
     }

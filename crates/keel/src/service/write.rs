@@ -34,12 +34,15 @@ impl<E: Resource> BaseService<E> {
     /// `ALREADY_EXISTS` (naming the unique field), `FOREIGN_KEY`, or the
     /// error of a hook.
     pub async fn create(&self, ctx: &Context, input: E::Create) -> Result<E::Model> {
-        E::validate_create(&input)?;
-        let hooks = self.hooks();
-        let hooks: HookSlice<'_, E> = hooks.as_deref().map_or(&[], Vec::as_slice);
-        self.write(ctx, |tx| {
-            let input = input.clone();
-            async move { self.create_in(&tx, ctx, hooks, input).await }
+        self.observe(ctx, "create", async {
+            E::validate_create(&input)?;
+            let hooks = self.hooks();
+            let hooks: HookSlice<'_, E> = hooks.as_deref().map_or(&[], Vec::as_slice);
+            self.write(ctx, |tx| {
+                let input = input.clone();
+                async move { self.create_in(&tx, ctx, hooks, input).await }
+            })
+            .await
         })
         .await
     }
@@ -83,21 +86,24 @@ impl<E: Resource> BaseService<E> {
         id: impl Into<E::Key>,
         patch: E::Patch,
     ) -> Result<E::Model> {
-        let id = id.into();
-        E::validate_patch(&patch)?;
-        let expected = E::patch_version(&patch);
-        Self::check_versioned(expected)?;
-        let hooks = self.hooks();
-        let hooks: HookSlice<'_, E> = hooks.as_deref().map_or(&[], Vec::as_slice);
-        let id = &id;
-        self.write(ctx, |tx| {
-            let patch = patch.clone();
-            async move {
-                let old = self.lock_row(&tx, ctx, id, false).await?;
-                Self::check_version(expected, &old)?;
-                let new = self.update_locked(&tx, ctx, hooks, &old, patch).await?;
-                Ok(new.unwrap_or(old))
-            }
+        self.observe(ctx, "update", async {
+            let id = id.into();
+            E::validate_patch(&patch)?;
+            let expected = E::patch_version(&patch);
+            Self::check_versioned(expected)?;
+            let hooks = self.hooks();
+            let hooks: HookSlice<'_, E> = hooks.as_deref().map_or(&[], Vec::as_slice);
+            let id = &id;
+            self.write(ctx, |tx| {
+                let patch = patch.clone();
+                async move {
+                    let old = self.lock_row(&tx, ctx, id, false).await?;
+                    Self::check_version(expected, &old)?;
+                    let new = self.update_locked(&tx, ctx, hooks, &old, patch).await?;
+                    Ok(new.unwrap_or(old))
+                }
+            })
+            .await
         })
         .await
     }
@@ -136,7 +142,10 @@ impl<E: Resource> BaseService<E> {
     /// resource, removes the row otherwise. `NOT_FOUND` if there is no such
     /// (live) row.
     pub async fn delete(&self, ctx: &Context, id: impl Into<E::Key>) -> Result<()> {
-        self.delete_checked(ctx, id.into(), None).await
+        self.observe(ctx, "delete", async {
+            self.delete_checked(ctx, id.into(), None).await
+        })
+        .await
     }
 
     /// Like [`delete`](Self::delete), but only if the row is at version `expected`;
@@ -147,8 +156,11 @@ impl<E: Resource> BaseService<E> {
         id: impl Into<E::Key>,
         expected: i64,
     ) -> Result<()> {
-        Self::check_versioned(Some(expected))?;
-        self.delete_checked(ctx, id.into(), Some(expected)).await
+        self.observe(ctx, "delete_if_version", async {
+            Self::check_versioned(Some(expected))?;
+            self.delete_checked(ctx, id.into(), Some(expected)).await
+        })
+        .await
     }
 
     async fn delete_checked(&self, ctx: &Context, id: E::Key, expected: Option<i64>) -> Result<()> {
@@ -209,49 +221,52 @@ impl<E: Resource> BaseService<E> {
     /// Brings back a soft-deleted row and returns it. A row that is not
     /// deleted is returned as it is.
     pub async fn restore(&self, ctx: &Context, id: impl Into<E::Key>) -> Result<E::Model> {
-        let id = id.into();
-        let Some(deleted_at) = E::COLUMNS.deleted_at else {
-            return Err(Error::invalid_argument(
-                "id",
-                format!(
-                    "{} are not soft-deleted, so they cannot be restored",
-                    E::PLURAL
-                ),
-            ));
-        };
-        let hooks = self.hooks();
-        let hooks: HookSlice<'_, E> = hooks.as_deref().map_or(&[], Vec::as_slice);
-        let id = &id;
-        self.write(ctx, |tx| async move {
-            let old = self.lock_row(&tx, ctx, id, true).await?;
-            if value::is_null(&old.get(deleted_at)) {
-                return Ok(old);
-            }
-            for hook in hooks {
-                hook.before_restore(ctx, &tx, &old).await?;
-            }
-            let mut model: ActiveModelOf<E> = old.clone().into_active_model();
-            Self::set(
-                &mut model,
-                deleted_at,
-                value::typed_null(&column_type::<E>(deleted_at)),
-                "deleted_at",
-            )?;
-            self.stamp_write(ctx, &mut model, &old)?;
-            let new = self.write_row(&tx, model, &old, Vec::new()).await?;
-            for hook in hooks {
-                hook.after_restore(ctx, &tx, &new).await?;
-            }
-            self.record(
-                &tx,
-                ctx,
-                WriteAction::Restored,
-                &new,
-                Some(&old),
-                Some(&new),
-            )
-            .await?;
-            Ok(new)
+        self.observe(ctx, "restore", async {
+            let id = id.into();
+            let Some(deleted_at) = E::COLUMNS.deleted_at else {
+                return Err(Error::invalid_argument(
+                    "id",
+                    format!(
+                        "{} are not soft-deleted, so they cannot be restored",
+                        E::PLURAL
+                    ),
+                ));
+            };
+            let hooks = self.hooks();
+            let hooks: HookSlice<'_, E> = hooks.as_deref().map_or(&[], Vec::as_slice);
+            let id = &id;
+            self.write(ctx, |tx| async move {
+                let old = self.lock_row(&tx, ctx, id, true).await?;
+                if value::is_null(&old.get(deleted_at)) {
+                    return Ok(old);
+                }
+                for hook in hooks {
+                    hook.before_restore(ctx, &tx, &old).await?;
+                }
+                let mut model: ActiveModelOf<E> = old.clone().into_active_model();
+                Self::set(
+                    &mut model,
+                    deleted_at,
+                    value::typed_null(&column_type::<E>(deleted_at)),
+                    "deleted_at",
+                )?;
+                self.stamp_write(ctx, &mut model, &old)?;
+                let new = self.write_row(&tx, model, &old, Vec::new()).await?;
+                for hook in hooks {
+                    hook.after_restore(ctx, &tx, &new).await?;
+                }
+                self.record(
+                    &tx,
+                    ctx,
+                    WriteAction::Restored,
+                    &new,
+                    Some(&old),
+                    Some(&new),
+                )
+                .await?;
+                Ok(new)
+            })
+            .await
         })
         .await
     }

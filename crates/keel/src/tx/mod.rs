@@ -44,8 +44,9 @@ use sea_orm::{
     TransactionOptions, TransactionTrait,
 };
 
+pub use crate::resilience::RetryPolicy;
 pub(crate) use conn::Conn;
-pub use options::{Isolation, RetryPolicy, TxOptions};
+pub use options::{Isolation, TxOptions};
 
 use crate::error::{DbFailure, classify};
 use crate::event::{DomainEvent, Event};

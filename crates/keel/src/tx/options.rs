@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use crate::resilience::RetryPolicy;
 
 /// The isolation level of a transaction.
 ///
@@ -32,86 +32,6 @@ impl Isolation {
             Isolation::ReadCommitted => sea_orm::IsolationLevel::ReadCommitted,
             Isolation::RepeatableRead => sea_orm::IsolationLevel::RepeatableRead,
             Isolation::Serializable => sea_orm::IsolationLevel::Serializable,
-        }
-    }
-}
-
-/// How often, and how patiently, a transaction that lost a race is run again.
-///
-/// Only `ABORTED` errors are retried: PostgreSQL serialization failures and
-/// deadlocks (SQLSTATE `40001`, `40P01`, and `55P03` for `NOWAIT`),
-/// MySQL/MariaDB deadlocks and lock-wait timeouts (1213, 1205), a busy SQLite
-/// database, and [`Error::aborted`](crate::Error::aborted) returned by the
-/// closure itself. Delays grow exponentially from `min_delay` to `max_delay`,
-/// with full jitter, and never run past the context's deadline.
-///
-/// ```
-/// use keel::tx::RetryPolicy;
-/// use std::time::Duration;
-///
-/// let policy = RetryPolicy::attempts(5).min_delay(Duration::from_millis(10));
-/// assert_eq!(policy.max_attempts(), 5);
-/// assert_eq!(RetryPolicy::never().max_attempts(), 1);
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    max_attempts: usize,
-    min_delay: Duration,
-    max_delay: Duration,
-}
-
-impl RetryPolicy {
-    /// Up to `n` attempts in all (at least one).
-    pub fn attempts(n: usize) -> Self {
-        RetryPolicy {
-            max_attempts: n.max(1),
-            ..RetryPolicy::default()
-        }
-    }
-
-    /// One attempt: a lost race is returned as `ABORTED` at once.
-    pub fn never() -> Self {
-        RetryPolicy::attempts(1)
-    }
-
-    /// The first delay (before jitter).
-    #[must_use]
-    pub fn min_delay(mut self, delay: Duration) -> Self {
-        self.min_delay = delay;
-        self.max_delay = self.max_delay.max(delay);
-        self
-    }
-
-    /// The longest delay.
-    #[must_use]
-    pub fn max_delay(mut self, delay: Duration) -> Self {
-        self.max_delay = delay.max(self.min_delay);
-        self
-    }
-
-    /// Attempts in all, the first included.
-    pub fn max_attempts(&self) -> usize {
-        self.max_attempts
-    }
-
-    /// The delays before the second, third, ... attempt.
-    pub(crate) fn delays(&self) -> impl Iterator<Item = Duration> + use<> {
-        ExponentialBuilder::default()
-            .with_min_delay(self.min_delay)
-            .with_max_delay(self.max_delay)
-            .with_jitter()
-            .with_max_times(self.max_attempts - 1)
-            .build()
-    }
-}
-
-impl Default for RetryPolicy {
-    /// 4 attempts, delays from 5 ms to 250 ms.
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 4,
-            min_delay: Duration::from_millis(5),
-            max_delay: Duration::from_millis(250),
         }
     }
 }

@@ -1,0 +1,83 @@
+//! Prometheus metrics: the exporter, and the names Keel records.
+//!
+//! Keel records through the [`metrics`](https://docs.rs/metrics) facade; with
+//! no recorder installed that costs next to nothing. [`Metrics::install`]
+//! installs a Prometheus recorder whose histograms have buckets (not
+//! summaries); [`Metrics::render`] gives the text format `/metrics` serves.
+//!
+//! | family | type | labels |
+//! |---|---|---|
+//! | `keel_operations_total` | counter | `entity`, `operation`, `outcome` (`ok` or the error code) |
+//! | `keel_operation_duration_seconds` | histogram | `entity`, `operation` |
+//! | `keel_db_pool_connections` | gauge | `state` (`in_use`, `idle`, `max`) |
+//! | `keel_circuit_breaker_state` | gauge (0 closed, 1 open, 2 half-open) | `breaker` |
+//! | `keel_circuit_breaker_calls_total` | counter | `breaker`, `outcome` |
+//! | `keel_circuit_breaker_transitions_total` | counter | `breaker`, `to` |
+//! | `keel_health_check_status` | gauge (0 healthy, 1 degraded, 2 unhealthy) | `check` |
+//! | `keel_health_check_duration_seconds` | histogram | `check` |
+//! | `keel_service_status` | gauge (0 stopped .. 4 error) | |
+//! | `keel_event_deliveries_total` | counter | `subscriber`, `outcome` |
+//! | `keel_event_handler_duration_seconds` | histogram | `subscriber` |
+//!
+//! The cache (`keel_cache_requests_total{tier, result}`) and the REST layer
+//! (`keel_http_requests_total{route, method, status}`,
+//! `keel_http_request_duration_seconds`) record theirs through the same
+//! facade.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::{Error, Result};
+
+/// Histogram buckets, in seconds: 100 µs to 10 s.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The installed Prometheus recorder.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    handle: PrometheusHandle,
+}
+
+impl Metrics {
+    /// Installs the Prometheus recorder as the process's metrics recorder
+    /// (once; later calls return the same one). Fails if another recorder
+    /// was installed first.
+    pub fn install() -> Result<Metrics> {
+        if let Some(handle) = HANDLE.get() {
+            return Ok(Metrics {
+                handle: handle.clone(),
+            });
+        }
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(DURATION_BUCKETS)
+            .map_err(Error::internal)?
+            .build_recorder();
+        let handle = recorder.handle();
+        match ::metrics::set_global_recorder(recorder) {
+            Ok(()) => {
+                let _ = HANDLE.set(handle.clone());
+                Ok(Metrics { handle })
+            }
+            Err(_) => match HANDLE.get() {
+                // Another thread won the race with the same kind of recorder.
+                Some(handle) => Ok(Metrics {
+                    handle: handle.clone(),
+                }),
+                None => Err(Error::internal(
+                    "another metrics recorder is installed already",
+                )),
+            },
+        }
+    }
+
+    /// The Prometheus text format of every metric recorded so far.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+}
