@@ -499,3 +499,29 @@ async fn the_metrics_text_has_every_family_after_a_workload() {
     runtime.stop().await;
     db.destroy().await;
 }
+
+#[tokio::test]
+async fn sigterm_starts_a_graceful_shutdown() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let runtime = six(&log).build().unwrap();
+    runtime.start().await.unwrap();
+    let waiting = tokio::spawn({
+        let runtime = runtime.clone();
+        async move { runtime.run_until_signal().await }
+    });
+    // Let the handler be installed before the signal is sent.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!runtime.health().is_ready(), "unready first");
+    let stops = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stops.len(), 6);
+    assert_eq!(runtime.status(), ServiceStatus::Stopped);
+}

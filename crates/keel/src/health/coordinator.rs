@@ -170,13 +170,19 @@ impl HealthCoordinator {
     /// Starts the background loop: a first round at once, then one every
     /// period. Calling it again does nothing.
     pub fn start(&self) {
+        self.start_after(Duration::ZERO);
+    }
+
+    /// Starts the background loop with its first round after `delay`.
+    pub(crate) fn start_after(&self, delay: Duration) {
         let mut task = self.inner.task.lock().unwrap_or_else(|e| e.into_inner());
         if task.as_ref().is_some_and(|t| !t.is_finished()) {
             return;
         }
         let this = self.clone();
         *task = Some(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(this.inner.period);
+            let first = tokio::time::Instant::now() + delay;
+            let mut tick = tokio::time::interval_at(first, this.inner.period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;

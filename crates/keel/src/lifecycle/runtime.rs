@@ -457,10 +457,6 @@ impl Runtime {
                 return Err(failure);
             }
         }
-        inner.health.set_draining(false);
-        // The first round of checks runs now, so probes never see an empty report.
-        inner.health.run_once().await;
-        inner.health.start();
         inner
             .status
             .transition(ServiceStatus::Running, None)
@@ -469,6 +465,11 @@ impl Runtime {
                 attempts: 0,
                 error,
             })?;
+        inner.health.set_draining(false);
+        // The first round of checks runs before `start` returns, so probes
+        // never see a report without results.
+        inner.health.run_once().await;
+        inner.health.start_after(inner.config.health_period);
         Ok(())
     }
 

@@ -43,7 +43,6 @@ impl BreakerState {
 
 /// The settings of a [`CircuitBreaker`], named and defaulted as in resilience4j.
 #[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
 pub struct BreakerConfig {
     /// How many of the last calls the closed breaker judges (default 20).
     pub window_size: usize,

@@ -88,7 +88,7 @@ impl Default for RetryPolicy {
 }
 
 /// Runs `op` again, as `policy` allows, while it fails with a retriable
-/// error (`ABORTED`, `UNAVAILABLE`; see [`Error::is_retriable`]), with
+/// error (`ABORTED`, `UNAVAILABLE`; see [`Error::is_retriable`](crate::Error::is_retriable)), with
 /// exponential backoff and full jitter, never past the context's deadline.
 /// Any other error is returned at once.
 ///

@@ -1,0 +1,347 @@
+//! Health under real faults: a PostgreSQL cluster and a Redis server of the
+//! test's own, on free loopback ports, stopped and started again. The shared
+//! servers the other tests use are never touched.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keel::Keel;
+use keel::health::{CheckPolicy, DatabaseCheck, HealthCoordinator, HealthStatus, RedisCheck};
+use keel::resilience::{BreakerConfig, BreakerState, CircuitBreaker};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn run(program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn pg_version() -> String {
+    std::fs::read_dir("/etc/postgresql")
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .unwrap_or_else(|| "15".to_owned())
+}
+
+/// A throwaway PostgreSQL cluster, dropped (and stopped) at the end.
+struct Cluster {
+    version: String,
+    name: String,
+    port: u16,
+}
+
+impl Cluster {
+    fn create() -> Option<Cluster> {
+        if Command::new("pg_createcluster")
+            .arg("--help")
+            .output()
+            .is_err()
+        {
+            return None;
+        }
+        let cluster = Cluster {
+            version: pg_version(),
+            name: format!("keelfault{}", std::process::id()),
+            port: free_port(),
+        };
+        let port = cluster.port.to_string();
+        run(
+            "pg_createcluster",
+            &[
+                &cluster.version,
+                &cluster.name,
+                "-p",
+                &port,
+                "--",
+                "--auth=trust",
+            ],
+        );
+        cluster.start();
+        Some(cluster)
+    }
+
+    fn start(&self) {
+        run("pg_ctlcluster", &[&self.version, &self.name, "start"]);
+    }
+
+    fn stop(&self) {
+        run(
+            "pg_ctlcluster",
+            &[&self.version, &self.name, "stop", "-m", "fast"],
+        );
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("pg_dropcluster")
+            .args(["--stop", &self.version, &self.name])
+            .output();
+    }
+}
+
+async fn run_until(
+    health: &HealthCoordinator,
+    check: &str,
+    want: HealthStatus,
+    limit: Duration,
+) -> usize {
+    let started = Instant::now();
+    let mut rounds = 0;
+    loop {
+        health.run_once().await;
+        rounds += 1;
+        let status = health.report().checks.get(check).unwrap().status;
+        if status == want {
+            return rounds;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{check} did not become {want:?} within {limit:?} (still {status:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_database_check_follows_a_real_postgresql_going_down_and_up() {
+    let Some(cluster) = Cluster::create() else {
+        eprintln!("SKIPPED: pg_createcluster is not installed");
+        return;
+    };
+    let keel = Keel::builder()
+        .database_url(cluster.url())
+        .acquire_timeout(Duration::from_millis(500))
+        .connect()
+        .await
+        .expect("connect to the throwaway cluster");
+    let health = HealthCoordinator::new("svc", "1", Duration::from_secs(60));
+    health
+        .register(
+            DatabaseCheck::new(keel.clone()),
+            CheckPolicy::default()
+                .thresholds(2, 2)
+                .timeout(Duration::from_secs(2)),
+        )
+        .unwrap();
+    health.run_once().await;
+    assert_eq!(health.status(), HealthStatus::Healthy);
+
+    cluster.stop();
+    health.run_once().await;
+    assert_eq!(health.status(), HealthStatus::Degraded, "first failure");
+    let rounds = run_until(
+        &health,
+        "database",
+        HealthStatus::Unhealthy,
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(rounds, 1, "second consecutive failure");
+    assert_eq!(health.status(), HealthStatus::Unhealthy, "critical");
+    assert!(!health.is_ready());
+    let report = serde_json::to_string(&health.report()).unwrap();
+    assert!(!report.contains("postgres://"), "{report}");
+    let error = health
+        .report()
+        .checks
+        .get("database")
+        .unwrap()
+        .last_error
+        .clone()
+        .unwrap();
+    assert!(error.starts_with("service unavailable"), "{error}");
+
+    cluster.start();
+    let rounds = run_until(
+        &health,
+        "database",
+        HealthStatus::Healthy,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(rounds >= 2, "recovery needs two successes in a row");
+    assert!(health.is_ready());
+    keel.close().await.unwrap();
+}
+
+/// A redis-server of the test's own.
+struct Redis {
+    child: Option<Child>,
+}
+
+impl Redis {
+    fn start(port: u16) -> Option<Redis> {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Redis { child: Some(child) })
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test]
+async fn redis_down_degrades_opens_the_breaker_and_recovers() {
+    let port = free_port();
+    let Some(mut redis) = Redis::start(port) else {
+        eprintln!("SKIPPED: redis-server is not installed");
+        return;
+    };
+    let breaker = Arc::new(CircuitBreaker::new(
+        "redis-fault",
+        BreakerConfig {
+            window_size: 2,
+            minimum_calls: 2,
+            wait_in_open: Duration::from_millis(500),
+            half_open_calls: 1,
+            ..BreakerConfig::default()
+        },
+    ));
+    let health = HealthCoordinator::new("svc", "1", Duration::from_secs(60));
+    health
+        .register(
+            RedisCheck::new(&format!("redis://127.0.0.1:{port}"))
+                .unwrap()
+                .with_breaker(breaker.clone()),
+            CheckPolicy::default()
+                .thresholds(2, 2)
+                .timeout(Duration::from_secs(1)),
+        )
+        .unwrap();
+    health
+        .register(
+            breaker.health_check(),
+            CheckPolicy::default().thresholds(1, 1),
+        )
+        .unwrap();
+    // The first connection may take a while on a loaded machine.
+    run_until(
+        &health,
+        "redis",
+        HealthStatus::Healthy,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(health.status(), HealthStatus::Healthy);
+    assert!(
+        health
+            .report()
+            .checks
+            .get("redis")
+            .unwrap()
+            .observed_value
+            .is_some()
+    );
+
+    redis.kill();
+    run_until(
+        &health,
+        "redis",
+        HealthStatus::Unhealthy,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(breaker.state(), BreakerState::Open);
+    let report = health.report();
+    assert_eq!(
+        report.status,
+        HealthStatus::Degraded,
+        "Redis is not critical"
+    );
+    assert!(report.ready);
+    assert_eq!(
+        report.checks.get("breaker:redis-fault").unwrap().status,
+        HealthStatus::Unhealthy
+    );
+    health.run_once().await;
+    assert_eq!(
+        health
+            .report()
+            .checks
+            .get("redis")
+            .unwrap()
+            .last_error
+            .as_deref(),
+        Some("circuit breaker open"),
+        "while open, Redis is not even called"
+    );
+
+    let _redis = Redis::start(port).expect("redis-server again");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(breaker.state(), BreakerState::HalfOpen);
+    run_until(
+        &health,
+        "redis",
+        HealthStatus::Healthy,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(breaker.state(), BreakerState::Closed, "the probe succeeded");
+    run_until(
+        &health,
+        "breaker:redis-fault",
+        HealthStatus::Healthy,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(health.status(), HealthStatus::Healthy);
+}
+
+#[test]
+fn an_invalid_redis_url_is_refused_without_echoing_it() {
+    let err = RedisCheck::new("redis://user:s3cret@").unwrap_err();
+    assert_eq!(err.code(), "INVALID_ARGUMENT");
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+}
