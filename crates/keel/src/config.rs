@@ -22,6 +22,8 @@ pub struct KeelConfig {
     pub service_name: String,
     /// Connection pool settings.
     pub pool: PoolConfig,
+    /// The cache: its Redis tier, key prefix, timeouts.
+    pub cache: crate::cache::CacheConfig,
     /// Page-size bounds of `list`.
     pub page: PageConfig,
     /// Bounds on filter size.
@@ -99,6 +101,7 @@ impl KeelConfig {
             database_url: database_url.into(),
             service_name: DEFAULT_SERVICE_NAME.to_owned(),
             pool: PoolConfig::default(),
+            cache: crate::cache::CacheConfig::default(),
             page: PageConfig::default(),
             limits: QueryLimits::default(),
             page_token_secret: None,
@@ -113,6 +116,8 @@ impl KeelConfig {
     /// |---|---|---|
     /// | `DATABASE_URL` | database to connect to | `sqlite://keel.db?mode=rwc` |
     /// | `KEEL_SERVICE_NAME` | first part of event types | `app` |
+    /// | `REDIS_URL` | the shared cache tier; unset: in-process only | unset |
+    /// | `KEEL_CACHE_PREFIX` / `KEEL_CACHE_TIMEOUT_MS` | cache key prefix, Redis call timeout | `keel` / 50 |
     /// | `KEEL_DB_MAX_CONNECTIONS` | pool size | 10 |
     /// | `KEEL_DB_MIN_CONNECTIONS` | idle connections kept | 1 |
     /// | `KEEL_DB_ACQUIRE_TIMEOUT_MS` | wait for a connection | 5000 |
@@ -132,6 +137,7 @@ impl KeelConfig {
         {
             config.service_name = name.trim().to_owned();
         }
+        config.cache = crate::cache::CacheConfig::from_env()?;
         if let Some(n) = env_parse::<u32>("KEEL_DB_MAX_CONNECTIONS")? {
             config.pool.max_connections = n;
         }

@@ -35,6 +35,7 @@ struct Inner {
     signer: TokenSigner,
     events: EventBus,
     hooks: HookRegistry,
+    cache: crate::cache::Cache,
 }
 
 impl Keel {
@@ -92,6 +93,12 @@ impl Keel {
             }
         };
         let events = EventBus::new(&config.service_name);
+        let cache = crate::cache::Cache::new(&config.cache).unwrap_or_else(|err| {
+            tracing::error!(error = %err, "the Redis cache tier cannot be set up; caching in process only");
+            let mut local = config.cache.clone();
+            local.redis_url = None;
+            crate::cache::Cache::new(&local).expect("an in-process cache needs nothing")
+        });
         Keel {
             inner: Arc::new(Inner {
                 db,
@@ -99,6 +106,7 @@ impl Keel {
                 signer,
                 events,
                 hooks: HookRegistry::default(),
+                cache,
             }),
         }
     }
@@ -165,6 +173,11 @@ impl Keel {
         Fut: Future<Output = Result<T>>,
     {
         crate::tx::run(self, ctx, &options, f).await
+    }
+
+    /// The read-through cache (in-process, plus Redis when configured).
+    pub fn cache(&self) -> &crate::cache::Cache {
+        &self.inner.cache
     }
 
     /// The in-process event bus: subscribe to events, read delivery statistics.
@@ -349,6 +362,20 @@ impl KeelBuilder {
     #[must_use]
     pub fn subscriber(mut self, subscription: Subscription) -> Self {
         self.subscribers.push(subscription);
+        self
+    }
+
+    /// The Redis URL of the shared cache tier.
+    #[must_use]
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.config.cache.redis_url = Some(url.into());
+        self
+    }
+
+    /// The cache settings.
+    #[must_use]
+    pub fn cache(mut self, cache: crate::cache::CacheConfig) -> Self {
+        self.config.cache = cache;
         self
     }
 

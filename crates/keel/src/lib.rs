@@ -69,6 +69,7 @@
 //! program.
 
 pub mod audit;
+pub mod cache;
 mod config;
 mod context;
 mod error;

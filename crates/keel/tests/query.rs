@@ -9,7 +9,7 @@ use sea_orm::{DbBackend, EntityTrait, QueryFilter, QueryTrait, Value};
 mod item {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize)]
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
     #[sea_orm(table_name = "items")]
     pub(crate) struct Model {
         #[sea_orm(primary_key)]

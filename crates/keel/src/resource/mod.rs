@@ -45,7 +45,7 @@ use crate::error::ValidationErrors;
 /// mod tag {
 ///     use sea_orm::entity::prelude::*;
 ///
-///     #[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize)]
+///     #[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 ///     #[sea_orm(table_name = "tags")]
 ///     pub struct Model {
 ///         #[sea_orm(primary_key)]
@@ -108,6 +108,7 @@ use crate::error::ValidationErrors;
 pub trait Resource:
     EntityTrait<
         Model: Serialize
+                   + serde::de::DeserializeOwned
                    + Clone
                    + Send
                    + Sync

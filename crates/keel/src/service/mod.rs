@@ -132,6 +132,30 @@ impl<E: Resource> BaseService<E> {
         }
     }
 
+    /// The cache scope of this resource for `ctx`, when reads of it are
+    /// cached here: never inside a transaction, which may have written.
+    pub(super) fn cache_scope(&self, ctx: &Context) -> Result<Option<crate::cache::Scope>> {
+        if !E::CACHE.enabled || self.tx.is_some() {
+            return Ok(None);
+        }
+        let tenant = match E::COLUMNS.tenant {
+            Some(_) => Some(ctx.tenant().ok_or_else(|| Error::PermissionDenied {
+                message: format!("{} requires a tenant", E::PLURAL),
+            })?),
+            None => None,
+        };
+        Ok(Some(self.keel.cache().scope(E::NAME, tenant)))
+    }
+
+    /// The cache scope a write of `ctx` invalidates.
+    pub(super) fn write_scope(&self, ctx: &Context) -> Option<crate::cache::Scope> {
+        if !E::CACHE.enabled {
+            return None;
+        }
+        let tenant = E::COLUMNS.tenant.and(ctx.tenant());
+        Some(self.keel.cache().scope(E::NAME, tenant))
+    }
+
     fn hooks(&self) -> Option<HookList<E>> {
         self.keel.hooks::<E>()
     }

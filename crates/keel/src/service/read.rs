@@ -16,15 +16,25 @@ impl<E: Resource> BaseService<E> {
     }
 
     async fn find_row(&self, ctx: &Context, id: &E::Key) -> Result<Option<E::Model>> {
-        ctx.within_deadline(async {
-            E::find()
-                .filter(Self::by_key(id))
-                .filter(self.scope(ctx, false)?)
-                .one(&self.conn())
-                .await
-                .map_err(|e| self.db_error(e))
-        })
-        .await
+        let from_db = || {
+            ctx.within_deadline(async {
+                E::find()
+                    .filter(Self::by_key(id))
+                    .filter(self.scope(ctx, false)?)
+                    .one(&self.conn())
+                    .await
+                    .map_err(|e| self.db_error(e))
+            })
+        };
+        match self.cache_scope(ctx)? {
+            Some(scope) => {
+                self.keel
+                    .cache()
+                    .get(&E::CACHE, &scope, &id.to_string(), from_db)
+                    .await
+            }
+            None => from_db().await,
+        }
     }
 
     /// The row with key `id`, locked until the bound transaction ends
@@ -106,47 +116,63 @@ impl<E: Resource> BaseService<E> {
             }
             select = select.limit(u64::from(page_size) + 1);
 
-            ctx.within_deadline(async {
-                let mut items = select
-                    .all(&self.conn())
-                    .await
-                    .map_err(|e| self.db_error(e))?;
-                let more = items.len() > page_size as usize;
-                items.truncate(page_size as usize);
-                let next_page_token = match (more, items.last()) {
-                    (true, Some(last)) => {
-                        let keys = order
-                            .keys()
-                            .iter()
-                            .map(|k| value::to_json(&last.get(k.column)))
-                            .collect::<Option<Vec<_>>>()
-                            .ok_or_else(|| {
-                                Error::internal(format!(
-                                    "{}: a sort key has a type tokens cannot carry",
-                                    E::NAME
-                                ))
-                            })?;
-                        Some(self.keel.signer().issue(E::NAME, &shape, keys))
-                    }
-                    _ => None,
-                };
-                let total_size = if query.wants_total_size() {
-                    Some(
-                        filtered()
-                            .count(&self.conn())
-                            .await
-                            .map_err(|e| self.db_error(e))?,
-                    )
-                } else {
-                    None
-                };
-                Ok(Page {
-                    items,
-                    next_page_token,
-                    total_size,
+            let from_db = || {
+                ctx.within_deadline(async {
+                    let mut items = select
+                        .all(&self.conn())
+                        .await
+                        .map_err(|e| self.db_error(e))?;
+                    let more = items.len() > page_size as usize;
+                    items.truncate(page_size as usize);
+                    let next_page_token = match (more, items.last()) {
+                        (true, Some(last)) => {
+                            let keys = order
+                                .keys()
+                                .iter()
+                                .map(|k| value::to_json(&last.get(k.column)))
+                                .collect::<Option<Vec<_>>>()
+                                .ok_or_else(|| {
+                                    Error::internal(format!(
+                                        "{}: a sort key has a type tokens cannot carry",
+                                        E::NAME
+                                    ))
+                                })?;
+                            Some(self.keel.signer().issue(E::NAME, &shape, keys))
+                        }
+                        _ => None,
+                    };
+                    let total_size = if query.wants_total_size() {
+                        Some(
+                            filtered()
+                                .count(&self.conn())
+                                .await
+                                .map_err(|e| self.db_error(e))?,
+                        )
+                    } else {
+                        None
+                    };
+                    Ok(Page {
+                        items,
+                        next_page_token,
+                        total_size,
+                    })
                 })
-            })
-            .await
+            };
+            match self.cache_scope(ctx)? {
+                Some(cache_scope) => {
+                    let normalised = format!(
+                        "list|{shape}|{page_size}|{}|{}|{}",
+                        query.token().unwrap_or(""),
+                        query.skipped().unwrap_or(0),
+                        query.wants_total_size()
+                    );
+                    self.keel
+                        .cache()
+                        .query(&E::CACHE, &cache_scope, &normalised, from_db)
+                        .await
+                }
+                None => from_db().await,
+            }
         })
         .await
     }
@@ -162,13 +188,29 @@ impl<E: Resource> BaseService<E> {
             if let Some(f) = &filter {
                 select = select.filter(f.condition());
             }
-            ctx.within_deadline(async {
-                select
-                    .count(&self.conn())
-                    .await
-                    .map_err(|e| self.db_error(e))
-            })
-            .await
+            let from_db = || {
+                ctx.within_deadline(async {
+                    select
+                        .clone()
+                        .count(&self.conn())
+                        .await
+                        .map_err(|e| self.db_error(e))
+                })
+            };
+            match self.cache_scope(ctx)? {
+                Some(cache_scope) => {
+                    let normalised = format!(
+                        "count|{}|{}",
+                        filter.as_ref().map(ToString::to_string).unwrap_or_default(),
+                        query.shows_deleted()
+                    );
+                    self.keel
+                        .cache()
+                        .query(&E::CACHE, &cache_scope, &normalised, from_db)
+                        .await
+                }
+                None => from_db().await,
+            }
         })
         .await
     }

@@ -329,11 +329,23 @@ impl<E: Resource> BaseService<E> {
             .await
             .map_err(|e| WriteError::Done(self.db_error(e)))?;
         let diff = (action == WriteAction::Updated).then_some(changes.as_slice());
-        let event =
-            Event::for_write::<E>(ctx, &self.keel.config().service_name, action, id, row, diff);
+        let event = Event::for_write::<E>(
+            ctx,
+            &self.keel.config().service_name,
+            action,
+            id.clone(),
+            row,
+            diff,
+        );
         // The outbox row carrying this event will be written here, in the
         // same transaction; the in-process bus gets it after the commit.
         tx.emit(event);
+        // After the outermost commit, before the write returns: the cached
+        // row and every cached list and count of the entity go.
+        if let Some(scope) = self.write_scope(ctx) {
+            let cache = self.keel.cache().clone();
+            tx.after_commit(move || async move { cache.invalidate(&scope, &[id]).await });
+        }
         Ok(())
     }
 

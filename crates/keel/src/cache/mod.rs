@@ -1,0 +1,660 @@
+//! The read-through cache: an in-process tier (moka) and a shared Redis
+//! tier in front of the database, never stale after an acknowledged write.
+//!
+//! - `get` is read-through: L1 (in-process), then L2 (Redis), then the
+//!   database; `list` and `count` results are cached under a hash of the
+//!   normalised query and the tenant, stamped with a per-entity generation
+//!   that every committed write bumps, so one write invalidates every cached
+//!   list and count of that entity at once.
+//! - The classic race (a reader loads an old row, a writer commits and
+//!   invalidates, the reader stores the old row) cannot happen: every key has
+//!   a generation; a reader notes it before its database read and stores
+//!   with a compare-and-set that fails if the generation moved (a Lua script
+//!   in Redis, a lock per stripe of keys in process); a writer bumps the
+//!   generation and deletes the value after commit.
+//! - Other instances drop their L1 entries when Redis tells them (pub/sub);
+//!   an L1 is flushed whole when its subscription (re)connects, since
+//!   pub/sub can drop messages, and when Redis comes back after an outage.
+//! - Concurrent misses of one key in one instance make one database read.
+//! - It fails open: every Redis call has a tight timeout (default 50 ms)
+//!   behind a circuit breaker; a Redis error is a miss (or a skipped store),
+//!   and a failed invalidation is retried in the background until it
+//!   succeeds; never a failed request.
+//!
+//! Keys: `{prefix}:{entity}:{tenant}:v:{id}` (value), `...:g:{id}` (its
+//! generation), `{prefix}:{entity}:{tenant}:g` (the entity generation),
+//! `...:q:{entity generation}:{query hash}` (a list or count). Nothing runs
+//! `FLUSHDB` or `KEYS`.
+
+mod redis_tier;
+mod stripes;
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+pub use redis_tier::RedisTierCheck;
+
+use crate::health::{CheckPolicy, HealthCoordinator, RedisCheck};
+use crate::resilience::{BreakerConfig, CircuitBreaker};
+use crate::resource::CachePolicy;
+use crate::{Error, Result};
+use redis_tier::RedisTier;
+use stripes::Stripes;
+
+/// Where the cache keeps things, and how patient it is with Redis.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct CacheConfig {
+    /// `redis://host:port/db`; without it the in-process tier alone serves
+    /// (one instance).
+    pub redis_url: Option<String>,
+    /// The first part of every Redis key and of the invalidation channel
+    /// (default `keel`).
+    pub prefix: String,
+    /// The timeout of every Redis call (default 50 ms).
+    pub redis_timeout: Duration,
+    /// The circuit breaker around Redis.
+    pub breaker: BreakerConfig,
+    /// Most entries of the in-process tier (default 100 000).
+    pub l1_capacity: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            redis_url: None,
+            prefix: "keel".to_owned(),
+            redis_timeout: Duration::from_millis(50),
+            breaker: BreakerConfig {
+                window_size: 20,
+                minimum_calls: 5,
+                wait_in_open: Duration::from_secs(2),
+                half_open_calls: 2,
+                ..BreakerConfig::default()
+            },
+            l1_capacity: 100_000,
+        }
+    }
+}
+
+impl CacheConfig {
+    /// The defaults, with `REDIS_URL`, `KEEL_CACHE_PREFIX` and
+    /// `KEEL_CACHE_TIMEOUT_MS` from the environment.
+    pub fn from_env() -> Result<Self> {
+        let mut config = CacheConfig::default();
+        if let Ok(url) = std::env::var("REDIS_URL")
+            && !url.trim().is_empty()
+        {
+            config.redis_url = Some(url.trim().to_owned());
+        }
+        if let Ok(prefix) = std::env::var("KEEL_CACHE_PREFIX")
+            && !prefix.trim().is_empty()
+        {
+            config.prefix = prefix.trim().to_owned();
+        }
+        if let Some(ms) = crate::config::env_parse::<u64>("KEEL_CACHE_TIMEOUT_MS")? {
+            config.redis_timeout = Duration::from_millis(ms.max(1));
+        }
+        Ok(config)
+    }
+}
+
+/// One value in the in-process tier: the typed value and its time to live.
+#[derive(Clone)]
+struct L1Entry {
+    value: Arc<dyn Any + Send + Sync>,
+    ttl: Duration,
+}
+
+struct L1Expiry;
+
+impl moka::Expiry<String, L1Entry> for L1Expiry {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &L1Entry,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// Counters of what the cache did (also exported as metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// In-process hits.
+    pub l1_hits: u64,
+    /// Redis hits.
+    pub l2_hits: u64,
+    /// Misses of every tier.
+    pub misses: u64,
+    /// Database reads made to fill the cache.
+    pub loads: u64,
+    /// Redis calls that failed or were refused by the breaker.
+    pub errors: u64,
+    /// Invalidations applied.
+    pub invalidations: u64,
+    /// Values a reader did not store because a write invalidated the key
+    /// while it was reading.
+    pub stale_stores_refused: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    l1_hits: AtomicU64,
+    l2_hits: AtomicU64,
+    misses: AtomicU64,
+    loads: AtomicU64,
+    errors: AtomicU64,
+    invalidations: AtomicU64,
+    stale_stores_refused: AtomicU64,
+}
+
+type Flight = Arc<tokio::sync::OnceCell<Option<Arc<dyn Any + Send + Sync>>>>;
+
+/// A test hook: a reader of `key` stops between its database read and its
+/// store until the test lets it go.
+#[doc(hidden)]
+#[derive(Clone, Debug)]
+pub struct PauseHook {
+    /// The key (the id) to pause on.
+    pub key: String,
+    /// Notified when the reader has loaded and is about to store.
+    pub reached: Arc<tokio::sync::Notify>,
+    /// Notify it to let the reader store.
+    pub resume: Arc<tokio::sync::Notify>,
+}
+
+/// The cache of a [`Keel`](crate::Keel): see [`Keel::cache`](crate::Keel::cache).
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    prefix: String,
+    l1: moka::sync::Cache<String, L1Entry>,
+    stripes: Stripes,
+    redis: Option<RedisTier>,
+    flights: Mutex<HashMap<String, Flight>>,
+    counters: Counters,
+    pause: Mutex<Option<PauseHook>>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("prefix", &self.inner.prefix)
+            .field("redis", &self.inner.redis.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where one entity's rows of one tenant live.
+#[derive(Clone, Debug)]
+pub struct Scope {
+    /// `{prefix}:{entity}:{tenant}`
+    base: String,
+}
+
+fn escape(part: &str) -> String {
+    part.replace('%', "%25").replace(':', "%3A")
+}
+
+impl Scope {
+    fn value_key(&self, id: &str) -> String {
+        format!("{}:v:{}", self.base, escape(id))
+    }
+
+    fn gen_key(&self, id: &str) -> String {
+        format!("{}:g:{}", self.base, escape(id))
+    }
+
+    fn entity_gen_key(&self) -> String {
+        format!("{}:g", self.base)
+    }
+
+    fn query_prefix(&self) -> String {
+        format!("{}:q:", self.base)
+    }
+}
+
+impl Cache {
+    /// A cache as `config` says. With a Redis URL it connects lazily (Redis
+    /// may be down at start) and subscribes to invalidations in the
+    /// background; it must then be made inside a Tokio runtime.
+    pub fn new(config: &CacheConfig) -> Result<Cache> {
+        let l1 = moka::sync::Cache::builder()
+            .max_capacity(config.l1_capacity)
+            .expire_after(L1Expiry)
+            .support_invalidation_closures()
+            .build();
+        let redis = match &config.redis_url {
+            None => None,
+            Some(url) => Some(RedisTier::new(url, config)?),
+        };
+        let cache = Cache {
+            inner: Arc::new(Inner {
+                prefix: config.prefix.clone(),
+                l1,
+                stripes: Stripes::new(),
+                redis,
+                flights: Mutex::new(HashMap::new()),
+                counters: Counters::default(),
+                pause: Mutex::new(None),
+            }),
+        };
+        if cache.inner.redis.is_some() {
+            redis_tier::spawn_workers(&cache)?;
+        }
+        Ok(cache)
+    }
+
+    /// Whether a Redis tier is configured.
+    pub fn has_redis(&self) -> bool {
+        self.inner.redis.is_some()
+    }
+
+    /// The circuit breaker around Redis, if there is a Redis tier.
+    pub fn breaker(&self) -> Option<&Arc<CircuitBreaker>> {
+        self.inner.redis.as_ref().map(|r| &r.breaker)
+    }
+
+    /// What the cache did so far.
+    pub fn stats(&self) -> CacheStats {
+        let c = &self.inner.counters;
+        CacheStats {
+            l1_hits: c.l1_hits.load(Ordering::Relaxed),
+            l2_hits: c.l2_hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            loads: c.loads.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+            invalidations: c.invalidations.load(Ordering::Relaxed),
+            stale_stores_refused: c.stale_stores_refused.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Registers the health checks of the Redis tier (a `redis` PING through
+    /// the cache's breaker, and the breaker's own), both non-critical.
+    pub fn health_checks(&self, health: &HealthCoordinator) -> Result<()> {
+        let Some(redis) = &self.inner.redis else {
+            return Ok(());
+        };
+        health.register(
+            RedisCheck::new(&redis.url)?.with_breaker(redis.breaker.clone()),
+            CheckPolicy::default(),
+        )?;
+        health.register(redis.breaker.health_check(), CheckPolicy::default())?;
+        health.register(RedisTierCheck::new(self.clone()), CheckPolicy::default())
+    }
+
+    /// Empties the in-process tier (every stripe's generation moves, so no
+    /// reader in flight stores what it loaded before).
+    pub fn flush_l1(&self) {
+        self.inner.stripes.bump_all();
+        self.inner.l1.invalidate_all();
+    }
+
+    #[doc(hidden)]
+    pub fn set_pause_hook(&self, hook: Option<PauseHook>) {
+        *self.inner.pause.lock().unwrap_or_else(|e| e.into_inner()) = hook;
+    }
+
+    pub(crate) fn scope(&self, entity: &str, tenant: Option<&str>) -> Scope {
+        Scope {
+            base: format!(
+                "{}:{}:{}",
+                self.inner.prefix,
+                entity,
+                escape(tenant.unwrap_or("_"))
+            ),
+        }
+    }
+
+    fn count(&self, tier: &'static str, result: &'static str) {
+        metrics::counter!("keel_cache_requests_total", "tier" => tier, "result" => result)
+            .increment(1);
+        let c = &self.inner.counters;
+        match (tier, result) {
+            ("l1", "hit") => c.l1_hits.fetch_add(1, Ordering::Relaxed),
+            ("l2", "hit") => c.l2_hits.fetch_add(1, Ordering::Relaxed),
+            (_, "error") => c.errors.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
+    }
+
+    /// A row by id: L1, L2, then `load` (once for concurrent callers).
+    pub(crate) async fn get<T, F, Fut>(
+        &self,
+        policy: &CachePolicy,
+        scope: &Scope,
+        id: &str,
+        load: F,
+    ) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T>>,
+        T: Cacheable,
+    {
+        let l1_key = scope.value_key(id);
+        let keys = RedisKeys::Row {
+            value: l1_key.clone(),
+            generation: scope.gen_key(id),
+        };
+        self.read(policy, &l1_key, &l1_key, keys, id, load).await
+    }
+
+    /// A list or count under the hash of its normalised query.
+    pub(crate) async fn query<T, F, Fut>(
+        &self,
+        policy: &CachePolicy,
+        scope: &Scope,
+        normalised: &str,
+        load: F,
+    ) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static + Cacheable,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let hash = hex(&Sha256::digest(normalised.as_bytes())[..16]);
+        let l1_key = format!("{}{}", scope.query_prefix(), hash);
+        let stripe = scope.query_prefix();
+        let keys = RedisKeys::Query {
+            entity_generation: scope.entity_gen_key(),
+            prefix: stripe.clone(),
+            hash,
+        };
+        self.read(policy, &l1_key, &stripe, keys, "", load).await
+    }
+
+    /// The read path. `stripe` names the generation guarding the L1 store:
+    /// the key itself for a row, the scope's query prefix for lists.
+    #[allow(clippy::too_many_arguments)]
+    async fn read<T, F, Fut>(
+        &self,
+        policy: &CachePolicy,
+        l1_key: &str,
+        stripe: &str,
+        keys: RedisKeys,
+        id: &str,
+        load: F,
+    ) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static + Cacheable,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let redis = self.inner.redis.as_ref();
+        // Without Redis, the in-process tier is the cache, with the full TTL.
+        let (use_l1, l1_ttl) = match redis {
+            Some(_) => (policy.l1, policy.l1_ttl),
+            None => (true, policy.ttl),
+        };
+        if use_l1 {
+            if let Some(entry) = self.inner.l1.get(l1_key)
+                && let Some(value) = entry.value.downcast_ref::<T>()
+            {
+                self.count("l1", "hit");
+                return Ok(value.clone());
+            }
+            self.count("l1", "miss");
+        }
+        let stripe_gen = self.inner.stripes.generation(stripe);
+
+        // L2, noting the generation the store will be checked against.
+        let mut noted = None;
+        if let Some(redis) = redis {
+            match redis.read(self, &keys).await {
+                Some(found) => {
+                    if let Some(bytes) = found.value {
+                        match serde_json::from_slice::<T>(&bytes) {
+                            Ok(value) => {
+                                self.count("l2", "hit");
+                                if use_l1 {
+                                    self.store_l1(l1_key, stripe, stripe_gen, &value, l1_ttl);
+                                }
+                                return Ok(value);
+                            }
+                            Err(err) => {
+                                tracing::warn!(key = %l1_key, error = %err, "undecodable cache entry; reloading");
+                            }
+                        }
+                    }
+                    self.count("l2", "miss");
+                    noted = Some(found.generation);
+                }
+                None => self.count("l2", "error"),
+            }
+        }
+        self.inner.counters.misses.fetch_add(1, Ordering::Relaxed);
+
+        // One database read for concurrent misses of this key.
+        let value = self.load_once(l1_key, load).await?;
+        self.pause_if_hooked(id).await;
+        let storable = value.storable(policy);
+        if storable {
+            if let (Some(redis), Some(generation)) = (redis, noted) {
+                let ttl = jittered(policy.ttl, policy.jitter);
+                match serde_json::to_vec(&value) {
+                    Ok(bytes) => {
+                        if redis.store(self, &keys, &generation, bytes, ttl).await == Some(false) {
+                            self.inner
+                                .counters
+                                .stale_stores_refused
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(err) => tracing::warn!(error = %err, "cannot encode a cache entry"),
+                }
+            }
+            if use_l1 {
+                self.store_l1(l1_key, stripe, stripe_gen, &value, l1_ttl);
+            }
+        }
+        Ok(value)
+    }
+
+    fn store_l1<T: Clone + Send + Sync + 'static>(
+        &self,
+        key: &str,
+        stripe: &str,
+        generation: u64,
+        value: &T,
+        ttl: Duration,
+    ) {
+        let stored = self.inner.stripes.if_unchanged(stripe, generation, || {
+            self.inner.l1.insert(
+                key.to_owned(),
+                L1Entry {
+                    value: Arc::new(value.clone()),
+                    ttl,
+                },
+            );
+        });
+        if !stored {
+            self.inner
+                .counters
+                .stale_stores_refused
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    async fn load_once<T, F, Fut>(&self, key: &str, load: F) -> Result<T>
+    where
+        T: Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let flight: Flight = self
+            .inner
+            .flights
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.to_owned())
+            .or_default()
+            .clone();
+        let mut load = Some(load);
+        let mut failure = None;
+        let (load_slot, failure_slot) = (&mut load, &mut failure);
+        let shared = flight
+            .get_or_init(|| async move {
+                let load = load_slot.take().expect("the loader runs once");
+                self.inner.counters.loads.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("keel_cache_loads_total").increment(1);
+                match load().await {
+                    Ok(value) => Some(Arc::new(value) as Arc<dyn Any + Send + Sync>),
+                    Err(err) => {
+                        *failure_slot = Some(err);
+                        None
+                    }
+                }
+            })
+            .await
+            .clone();
+        {
+            let mut flights = self.inner.flights.lock().unwrap_or_else(|e| e.into_inner());
+            if flights.get(key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+                flights.remove(key);
+            }
+        }
+        if let Some(err) = failure {
+            return Err(err);
+        }
+        match shared.and_then(|v| v.downcast_ref::<T>().cloned()) {
+            Some(value) => Ok(value),
+            // The leader failed: read for ourselves.
+            None => match load.take() {
+                Some(load) => {
+                    self.inner.counters.loads.fetch_add(1, Ordering::Relaxed);
+                    load().await
+                }
+                None => Err(Error::internal("cache load failed")),
+            },
+        }
+    }
+
+    async fn pause_if_hooked(&self, id: &str) {
+        let hook = self
+            .inner
+            .pause
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(hook) = hook
+            && !id.is_empty()
+            && hook.key == id
+        {
+            let resumed = hook.resume.notified();
+            tokio::pin!(resumed);
+            resumed.as_mut().enable();
+            hook.reached.notify_one();
+            resumed.await;
+        }
+    }
+
+    /// After a commit: the row `id` of `scope` changed, and so did every
+    /// list and count of its entity.
+    pub(crate) async fn invalidate(&self, scope: &Scope, ids: &[String]) {
+        let value_keys: Vec<String> = ids.iter().map(|id| scope.value_key(id)).collect();
+        self.evict_local(&value_keys, &scope.base);
+        self.inner
+            .counters
+            .invalidations
+            .fetch_add(ids.len().max(1) as u64, Ordering::Relaxed);
+        if let Some(redis) = &self.inner.redis {
+            let generation_keys: Vec<String> = ids.iter().map(|id| scope.gen_key(id)).collect();
+            let job = redis_tier::Invalidation {
+                value_keys,
+                generation_keys,
+                entity_generation: scope.entity_gen_key(),
+                scope: scope.base.clone(),
+            };
+            redis.invalidate(self, job).await;
+        }
+    }
+
+    /// Drops local entries: the value keys, and every list and count of the scope.
+    pub(crate) fn evict_local(&self, value_keys: &[String], scope: &str) {
+        for key in value_keys {
+            self.inner
+                .stripes
+                .bump_and(key, || self.inner.l1.invalidate(key));
+        }
+        let queries = format!("{scope}:q:");
+        self.inner.stripes.bump_and(&queries, || {
+            let prefix = queries.clone();
+            if let Err(err) = self
+                .inner
+                .l1
+                .invalidate_entries_if(move |k, _| k.starts_with(&prefix))
+            {
+                tracing::warn!(error = %err, "cannot drop cached lists; flushing the in-process tier");
+                self.inner.l1.invalidate_all();
+            }
+        });
+    }
+}
+
+/// What decides whether a loaded value is stored.
+pub(crate) trait Cacheable {
+    /// Whether to store it under `policy` (a "not found" only with negative caching).
+    fn storable(&self, policy: &CachePolicy) -> bool;
+}
+
+impl<M> Cacheable for Option<M> {
+    fn storable(&self, policy: &CachePolicy) -> bool {
+        self.is_some() || policy.negative
+    }
+}
+
+impl<M> Cacheable for crate::Page<M> {
+    fn storable(&self, _policy: &CachePolicy) -> bool {
+        true
+    }
+}
+
+impl Cacheable for u64 {
+    fn storable(&self, _policy: &CachePolicy) -> bool {
+        true
+    }
+}
+
+/// The Redis keys of one read.
+pub(crate) enum RedisKeys {
+    Row {
+        value: String,
+        generation: String,
+    },
+    Query {
+        entity_generation: String,
+        prefix: String,
+        hash: String,
+    },
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// `ttl` plus up to `jitter` of it, at random.
+fn jittered(ttl: Duration, jitter: f64) -> Duration {
+    if jitter <= 0.0 {
+        return ttl;
+    }
+    let unit = getrandom::u64().unwrap_or(0) as f64 / u64::MAX as f64;
+    ttl + ttl.mul_f64(jitter.min(1.0) * unit)
+}
