@@ -393,3 +393,45 @@ pub fn collect_events(
         .expect("subscribe");
     seen
 }
+
+/// The Redis the cache tests use: `KEEL_TEST_REDIS_URL`, default `redis://127.0.0.1:6379`.
+pub fn redis_url() -> String {
+    std::env::var("KEEL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// Whether Redis answers at [`redis_url`]. When it does not, the cache tests
+/// skip, unless `KEEL_TEST_REQUIRE` asks for `redis` (or `all`): then they fail.
+pub fn redis_available() -> bool {
+    let url = redis_url();
+    let reachable = url
+        .strip_prefix("redis://")
+        .map(|rest| rest.rsplit_once('@').map_or(rest, |(_, host)| host))
+        .map(|host| host.split('/').next().unwrap_or(host).to_owned())
+        .and_then(|host| std::net::TcpStream::connect(host).ok())
+        .is_some();
+    if !reachable {
+        let required = std::env::var("KEEL_TEST_REQUIRE").unwrap_or_default();
+        assert!(
+            !required
+                .split(',')
+                .any(|r| matches!(r.trim(), "all" | "redis")),
+            "KEEL_TEST_REQUIRE asks for redis, which does not answer at {url}"
+        );
+        eprintln!("SKIPPED: no Redis at {url}");
+    }
+    reachable
+}
+
+/// A Keel on the test's database with a Redis cache tier under `prefix`
+/// (two Keels with one prefix are two instances of one service).
+pub async fn keel_with_redis(env: &Env, redis: &str, prefix: &str) -> Keel {
+    let mut cache = keel::cache::CacheConfig::default();
+    cache.redis_url = Some(redis.to_owned());
+    cache.prefix = prefix.to_owned();
+    env.db
+        .builder()
+        .cache(cache)
+        .connect()
+        .await
+        .expect("connect with a cache")
+}

@@ -8,6 +8,7 @@
 mod backends {
     pub(crate) mod audit;
     pub(crate) mod bulk;
+    pub(crate) mod cache;
     pub(crate) mod crud;
     pub(crate) mod derive;
     pub(crate) mod errors;
@@ -25,6 +26,7 @@ fn main() {
     let all = [
         ("audit", backends::audit::CASES),
         ("bulk", backends::bulk::CASES),
+        ("cache", backends::cache::CASES),
         ("crud", backends::crud::CASES),
         ("derive", backends::derive::CASES),
         ("errors", backends::errors::CASES),

@@ -439,7 +439,14 @@ impl Cache {
         self.inner.counters.misses.fetch_add(1, Ordering::Relaxed);
 
         // One database read for concurrent misses of this key.
-        let value = self.load_once(l1_key, load).await?;
+        let recheck = || {
+            use_l1
+                .then(|| self.inner.l1.get(l1_key))
+                .flatten()
+                .and_then(|entry| entry.value.downcast_ref::<T>().cloned())
+        };
+        let (value, _flight) = self.load_once(l1_key, recheck, load).await;
+        let value = value?;
         self.pause_if_hooked(id).await;
         let storable = value.storable(policy);
         if storable {
@@ -489,7 +496,16 @@ impl Cache {
         }
     }
 
-    async fn load_once<T, F, Fut>(&self, key: &str, load: F) -> Result<T>
+    /// Runs `load` once for all concurrent callers of `key`; a caller that
+    /// finds a value in L1 (`recheck`) by the time it leads loads nothing.
+    /// The flight stays registered until the returned guard drops, after the
+    /// value was stored, so no late caller loads again meanwhile.
+    async fn load_once<T, F, Fut>(
+        &self,
+        key: &str,
+        recheck: impl FnOnce() -> Option<T>,
+        load: F,
+    ) -> (Result<T>, FlightGuard<'_>)
     where
         T: Clone + Send + Sync + 'static,
         F: FnOnce() -> Fut,
@@ -503,11 +519,19 @@ impl Cache {
             .entry(key.to_owned())
             .or_default()
             .clone();
+        let guard = FlightGuard {
+            cache: self,
+            key: key.to_owned(),
+            flight: flight.clone(),
+        };
         let mut load = Some(load);
         let mut failure = None;
         let (load_slot, failure_slot) = (&mut load, &mut failure);
         let shared = flight
             .get_or_init(|| async move {
+                if let Some(value) = recheck() {
+                    return Some(Arc::new(value) as Arc<dyn Any + Send + Sync>);
+                }
                 let load = load_slot.take().expect("the loader runs once");
                 self.inner.counters.loads.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("keel_cache_loads_total").increment(1);
@@ -521,16 +545,10 @@ impl Cache {
             })
             .await
             .clone();
-        {
-            let mut flights = self.inner.flights.lock().unwrap_or_else(|e| e.into_inner());
-            if flights.get(key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
-                flights.remove(key);
-            }
-        }
         if let Some(err) = failure {
-            return Err(err);
+            return (Err(err), guard);
         }
-        match shared.and_then(|v| v.downcast_ref::<T>().cloned()) {
+        let result = match shared.and_then(|v| v.downcast_ref::<T>().cloned()) {
             Some(value) => Ok(value),
             // The leader failed: read for ourselves.
             None => match load.take() {
@@ -540,7 +558,8 @@ impl Cache {
                 }
                 None => Err(Error::internal("cache load failed")),
             },
-        }
+        };
+        (result, guard)
     }
 
     async fn pause_if_hooked(&self, id: &str) {
@@ -585,12 +604,19 @@ impl Cache {
 
     /// Drops local entries: the value keys, and every list and count of the scope.
     pub(crate) fn evict_local(&self, value_keys: &[String], scope: &str) {
+        let queries = format!("{scope}:q:");
+        // A load in flight may have read the old row: later readers must not
+        // join it.
+        self.inner
+            .flights
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|key, _| !key.starts_with(&queries) && !value_keys.contains(key));
         for key in value_keys {
             self.inner
                 .stripes
                 .bump_and(key, || self.inner.l1.invalidate(key));
         }
-        let queries = format!("{scope}:q:");
         self.inner.stripes.bump_and(&queries, || {
             let prefix = queries.clone();
             if let Err(err) = self
@@ -602,6 +628,30 @@ impl Cache {
                 self.inner.l1.invalidate_all();
             }
         });
+    }
+}
+
+/// Keeps a load registered until the value is stored.
+struct FlightGuard<'a> {
+    cache: &'a Cache,
+    key: String,
+    flight: Flight,
+}
+
+impl Drop for FlightGuard<'_> {
+    fn drop(&mut self) {
+        let mut flights = self
+            .cache
+            .inner
+            .flights
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if flights
+            .get(&self.key)
+            .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+        {
+            flights.remove(&self.key);
+        }
     }
 }
 

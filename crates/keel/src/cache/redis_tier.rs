@@ -84,6 +84,8 @@ pub(super) struct Invalidation {
 /// What other instances are told.
 #[derive(Serialize, Deserialize)]
 struct Message {
+    /// The instance that wrote (it evicted its own tier already).
+    from: String,
     scope: String,
     keys: Vec<String>,
 }
@@ -103,6 +105,7 @@ pub(super) struct RedisTier {
     pub(super) breaker: Arc<CircuitBreaker>,
     timeout: Duration,
     channel: String,
+    instance: String,
     was_down: AtomicBool,
     pending: Mutex<VecDeque<Invalidation>>,
     scripts: Scripts,
@@ -134,6 +137,7 @@ impl RedisTier {
             breaker: Arc::new(CircuitBreaker::new("redis", config.breaker.clone())),
             timeout: config.redis_timeout,
             channel: format!("{}:invalidate", config.prefix),
+            instance: uuid::Uuid::now_v7().simple().to_string(),
             was_down: AtomicBool::new(false),
             pending: Mutex::new(VecDeque::new()),
             scripts: Scripts {
@@ -253,6 +257,7 @@ impl RedisTier {
 
     async fn send(&self, cache: &Cache, job: &Invalidation) -> bool {
         let message = serde_json::to_string(&Message {
+            from: self.instance.clone(),
             scope: job.scope.clone(),
             keys: job.value_keys.clone(),
         })
@@ -315,10 +320,9 @@ pub(super) fn spawn_workers(cache: &Cache) -> Result<()> {
 async fn subscriber(weak: Weak<Inner>) {
     let mut delay = Duration::from_millis(100);
     loop {
-        let Some((client, channel)) = weak
-            .upgrade()
-            .and_then(|inner| tier(&inner).map(|t| (t.client.clone(), t.channel.clone())))
-        else {
+        let Some((client, channel, instance)) = weak.upgrade().and_then(|inner| {
+            tier(&inner).map(|t| (t.client.clone(), t.channel.clone(), t.instance.clone()))
+        }) else {
             return;
         };
         let subscribed = async {
@@ -337,6 +341,7 @@ async fn subscriber(weak: Weak<Inner>) {
                     let Some(inner) = weak.upgrade() else { return };
                     let cache = Cache { inner };
                     match serde_json::from_slice::<Message>(message.get_payload_bytes()) {
+                        Ok(m) if m.from == instance => {}
                         Ok(m) => cache.evict_local(&m.keys, &m.scope),
                         Err(_) => cache.flush_l1(),
                     }
@@ -345,7 +350,7 @@ async fn subscriber(weak: Weak<Inner>) {
             }
             _ => {
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+                delay = (delay * 2).min(Duration::from_secs(1));
             }
         }
     }
