@@ -469,6 +469,7 @@ async fn the_metrics_text_has_every_family_after_a_workload() {
         .await
         .unwrap();
     products.get(&ctx, p.id).await.unwrap();
+    products.get(&ctx, p.id).await.unwrap();
     products.get(&ctx, 999).await.unwrap_err();
     products.list(&ctx, &ListQuery::new()).await.unwrap();
     breaker.call(|| async { Ok(()) }).await.unwrap();
@@ -491,6 +492,9 @@ async fn the_metrics_text_has_every_family_after_a_workload() {
         "keel_health_check_duration_seconds_bucket{check=\"database\",le=",
         "keel_service_status 2",
         "keel_event_deliveries_total{subscriber=\"noop\",outcome=\"delivered\"}",
+        "keel_cache_requests_total{tier=\"l1\",result=\"hit\"}",
+        "keel_cache_requests_total{tier=\"l1\",result=\"miss\"}",
+        "keel_cache_loads_total",
         "keel_event_handler_duration_seconds_bucket{subscriber=\"noop\",le=",
     ] {
         assert!(text.contains(family), "missing {family}\n{text}");

@@ -7,21 +7,20 @@
 //!
 //! Starts a runtime (the database pool as a component, plus a component of
 //! its own), registers the built-in health checks (database, runtime, disk
-//! volume, and Redis behind a circuit breaker when `REDIS_URL` is set), runs
+//! volume, and with `REDIS_URL` the cache's Redis tier behind its circuit
+//! breaker), runs
 //! a short workload, prints the health report and the Prometheus metrics
 //! text, and shuts down gracefully. With `--wait` it keeps running until
 //! SIGTERM or Ctrl-C.
 
 #![allow(unreachable_pub)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use keel::health::{CheckPolicy, RedisCheck, VolumeCheck};
+use keel::health::{CheckPolicy, VolumeCheck};
 use keel::lifecycle::{Component, Runtime, RuntimeConfig, StartupError};
 use keel::metrics::Metrics;
 use keel::prelude::*;
-use keel::resilience::{BreakerConfig, CircuitBreaker};
 use keel::telemetry::{LogFormat, init_logging};
 
 mod note {
@@ -30,7 +29,7 @@ mod note {
 
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize, keel::Service)]
     #[sea_orm(table_name = "example_notes")]
-    #[service(name = "note")]
+    #[service(name = "note", cache)]
     pub struct Model {
         #[sea_orm(primary_key)]
         #[service(filter, sort)]
@@ -70,12 +69,16 @@ async fn main() -> keel::Result<()> {
     init_logging(LogFormat::from_env()?)?;
     let metrics = Metrics::install()?;
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite::memory:".to_owned());
-    let keel = Keel::builder()
+    let mut builder = Keel::builder()
         .database_url(url)
         .service_name("shop")
-        .page_token_secret("example-secret")
-        .connect()
-        .await?;
+        .page_token_secret("example-secret");
+    if let Ok(redis_url) = std::env::var("REDIS_URL") {
+        // The shared cache tier; its checks (redis, its breaker, pending
+        // invalidations) join the runtime's health.
+        builder = builder.redis_url(redis_url);
+    }
+    let keel = builder.connect().await?;
     keel.create_table(note::Entity).await?;
 
     let mut config = RuntimeConfig::from_env()?;
@@ -89,19 +92,9 @@ async fn main() -> keel::Result<()> {
         VolumeCheck::new(".", 10.0, 5.0),
         CheckPolicy::default().thresholds(1, 1),
     )?;
-    if let Ok(redis_url) = std::env::var("REDIS_URL") {
-        let breaker = Arc::new(CircuitBreaker::new("redis", BreakerConfig::default()));
-        runtime.health().register(
-            RedisCheck::new(&redis_url)?.with_breaker(breaker.clone()),
-            CheckPolicy::default(),
-        )?;
-        runtime
-            .health()
-            .register(breaker.health_check(), CheckPolicy::default())?;
-    }
     runtime.start().await.map_err(StartupError::into_error)?;
 
-    // A short workload.
+    // A short workload (notes are cached).
     let notes = keel.service::<note::Entity>();
     let ctx = Context::actor("alice").with_request_id("example-1");
     let n = notes
@@ -119,7 +112,8 @@ async fn main() -> keel::Result<()> {
             note::NotePatch::default().text("hello again".to_owned()),
         )
         .await?;
-    notes.get(&ctx, n.id).await?;
+    notes.get(&ctx, n.id).await?; // a miss: read from the database, cached
+    notes.get(&ctx, n.id).await?; // a hit
     let _ = notes.get(&ctx, 4242).await; // NOT_FOUND, counted as such
     notes.list(&ctx, &ListQuery::new()).await?;
     keel.record_pool_metrics();

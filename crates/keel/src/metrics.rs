@@ -18,11 +18,12 @@
 //! | `keel_service_status` | gauge (0 stopped .. 4 error) | |
 //! | `keel_event_deliveries_total` | counter | `subscriber`, `outcome` |
 //! | `keel_event_handler_duration_seconds` | histogram | `subscriber` |
+//! | `keel_cache_requests_total` | counter | `tier` (`l1`, `l2`), `result` (`hit`, `miss`, `error`) |
+//! | `keel_cache_loads_total` | counter | |
+//! | `keel_cache_invalidations_total` | counter | `result` (`ok`, `deferred`, `retried`) |
 //!
-//! The cache (`keel_cache_requests_total{tier, result}`) and the REST layer
-//! (`keel_http_requests_total{route, method, status}`,
-//! `keel_http_request_duration_seconds`) record theirs through the same
-//! facade.
+//! The REST layer records HTTP requests by route template, method and
+//! status through the same facade.
 
 use std::sync::OnceLock;
 

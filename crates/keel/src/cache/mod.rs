@@ -106,19 +106,54 @@ impl CacheConfig {
     }
 }
 
-/// One value in the in-process tier: the typed value and its time to live.
+/// One value in the in-process tier: its full key (the tier is keyed by
+/// the key's hash, so a hit builds no string), the typed value, its TTL.
 #[derive(Clone)]
 struct L1Entry {
+    key: Arc<str>,
     value: Arc<dyn Any + Send + Sync>,
     ttl: Duration,
 }
 
+/// A key given in parts, hashed and compared without being built.
+struct L1Key<'a> {
+    parts: [&'a str; 3],
+}
+
+impl L1Key<'_> {
+    fn hash(&self, hasher: &std::hash::RandomState) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut state = hasher.build_hasher();
+        for part in self.parts {
+            state.write(part.as_bytes());
+        }
+        state.finish()
+    }
+
+    fn matches(&self, full: &str) -> bool {
+        let mut rest = full;
+        for part in self.parts {
+            match rest.strip_prefix(part) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        }
+        rest.is_empty()
+    }
+}
+
+impl std::fmt::Display for L1Key<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.parts.iter().try_for_each(|p| f.write_str(p))
+    }
+}
+
 struct L1Expiry;
 
-impl moka::Expiry<String, L1Entry> for L1Expiry {
+impl moka::Expiry<u64, L1Entry> for L1Expiry {
     fn expire_after_create(
         &self,
-        _key: &String,
+        _key: &u64,
         value: &L1Entry,
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
@@ -181,7 +216,8 @@ pub struct Cache {
 
 struct Inner {
     prefix: String,
-    l1: moka::sync::Cache<String, L1Entry>,
+    l1: moka::sync::Cache<u64, L1Entry>,
+    hasher: std::hash::RandomState,
     stripes: Stripes,
     redis: Option<RedisTier>,
     flights: Mutex<HashMap<String, Flight>>,
@@ -198,15 +234,19 @@ impl std::fmt::Debug for Cache {
     }
 }
 
-/// Where one entity's rows of one tenant live.
+/// Where one entity's rows of one tenant live (see [`Cache::scope`]).
 #[derive(Clone, Debug)]
 pub struct Scope {
     /// `{prefix}:{entity}:{tenant}`
     base: String,
 }
 
-fn escape(part: &str) -> String {
-    part.replace('%', "%25").replace(':', "%3A")
+fn escape(part: &str) -> std::borrow::Cow<'_, str> {
+    if part.contains([':', '%']) {
+        part.replace('%', "%25").replace(':', "%3A").into()
+    } else {
+        part.into()
+    }
 }
 
 impl Scope {
@@ -245,6 +285,7 @@ impl Cache {
             inner: Arc::new(Inner {
                 prefix: config.prefix.clone(),
                 l1,
+                hasher: std::hash::RandomState::new(),
                 stripes: Stripes::new(),
                 redis,
                 flights: Mutex::new(HashMap::new()),
@@ -303,12 +344,21 @@ impl Cache {
         self.inner.l1.invalidate_all();
     }
 
+    fn hash_str(&self, key: &str) -> u64 {
+        L1Key {
+            parts: [key, "", ""],
+        }
+        .hash(&self.inner.hasher)
+    }
+
     #[doc(hidden)]
     pub fn set_pause_hook(&self, hook: Option<PauseHook>) {
         *self.inner.pause.lock().unwrap_or_else(|e| e.into_inner()) = hook;
     }
 
-    pub(crate) fn scope(&self, entity: &str, tenant: Option<&str>) -> Scope {
+    /// Where the rows of `entity` for `tenant` live (services do this for
+    /// you; use it with [`get`](Self::get) to cache reads of your own).
+    pub fn scope(&self, entity: &str, tenant: Option<&str>) -> Scope {
         Scope {
             base: format!(
                 "{}:{}:{}",
@@ -331,8 +381,12 @@ impl Cache {
         };
     }
 
-    /// A row by id: L1, L2, then `load` (once for concurrent callers).
-    pub(crate) async fn get<T, F, Fut>(
+    /// A value by id, read through: L1, L2, then `load` (run once for
+    /// concurrent callers), stored as `policy` says unless a write
+    /// invalidated the id meanwhile. Services call it for `get`; call it for
+    /// reads of your own, and [`invalidate`](Self::invalidate) after the
+    /// writes that change them.
+    pub async fn get<T, F, Fut>(
         &self,
         policy: &CachePolicy,
         scope: &Scope,
@@ -345,16 +399,20 @@ impl Cache {
         Fut: Future<Output = Result<T>>,
         T: Cacheable,
     {
-        let l1_key = scope.value_key(id);
-        let keys = RedisKeys::Row {
-            value: l1_key.clone(),
+        let escaped = escape(id);
+        let l1_key = L1Key {
+            parts: [&scope.base, ":v:", &escaped],
+        };
+        let keys = || RedisKeys::Row {
+            value: scope.value_key(id),
             generation: scope.gen_key(id),
         };
-        self.read(policy, &l1_key, &l1_key, keys, id, load).await
+        self.read(policy, &l1_key, None, keys, id, load).await
     }
 
-    /// A list or count under the hash of its normalised query.
-    pub(crate) async fn query<T, F, Fut>(
+    /// A list or count under the hash of its normalised query, stamped
+    /// with the scope's generation (any write of the scope drops it).
+    pub async fn query<T, F, Fut>(
         &self,
         policy: &CachePolicy,
         scope: &Scope,
@@ -367,25 +425,29 @@ impl Cache {
         Fut: Future<Output = Result<T>>,
     {
         let hash = hex(&Sha256::digest(normalised.as_bytes())[..16]);
-        let l1_key = format!("{}{}", scope.query_prefix(), hash);
-        let stripe = scope.query_prefix();
-        let keys = RedisKeys::Query {
-            entity_generation: scope.entity_gen_key(),
-            prefix: stripe.clone(),
-            hash,
+        let l1_key = L1Key {
+            parts: [&scope.base, ":q:", &hash],
         };
-        self.read(policy, &l1_key, &stripe, keys, "", load).await
+        let stripe = self.hash_str(&scope.query_prefix());
+        let keys = || RedisKeys::Query {
+            entity_generation: scope.entity_gen_key(),
+            prefix: scope.query_prefix(),
+            hash: hash.clone(),
+        };
+        self.read(policy, &l1_key, Some(stripe), keys, "", load)
+            .await
     }
 
-    /// The read path. `stripe` names the generation guarding the L1 store:
-    /// the key itself for a row, the scope's query prefix for lists.
+    /// The read path. `stripe` is the hash whose generation guards the L1
+    /// store: the key's own for a row (`None`), the scope's query prefix's
+    /// for lists.
     #[allow(clippy::too_many_arguments)]
     async fn read<T, F, Fut>(
         &self,
         policy: &CachePolicy,
-        l1_key: &str,
-        stripe: &str,
-        keys: RedisKeys,
+        l1_key: &L1Key<'_>,
+        stripe: Option<u64>,
+        keys: impl FnOnce() -> RedisKeys,
         id: &str,
         load: F,
     ) -> Result<T>
@@ -400,8 +462,10 @@ impl Cache {
             Some(_) => (policy.l1, policy.l1_ttl),
             None => (true, policy.ttl),
         };
+        let hash = l1_key.hash(&self.inner.hasher);
         if use_l1 {
-            if let Some(entry) = self.inner.l1.get(l1_key)
+            if let Some(entry) = self.inner.l1.get(&hash)
+                && l1_key.matches(&entry.key)
                 && let Some(value) = entry.value.downcast_ref::<T>()
             {
                 self.count("l1", "hit");
@@ -409,7 +473,10 @@ impl Cache {
             }
             self.count("l1", "miss");
         }
+        let stripe = stripe.unwrap_or(hash);
         let stripe_gen = self.inner.stripes.generation(stripe);
+        let keys = keys();
+        let full_key = l1_key.to_string();
 
         // L2, noting the generation the store will be checked against.
         let mut noted = None;
@@ -421,12 +488,14 @@ impl Cache {
                             Ok(value) => {
                                 self.count("l2", "hit");
                                 if use_l1 {
-                                    self.store_l1(l1_key, stripe, stripe_gen, &value, l1_ttl);
+                                    self.store_l1(
+                                        hash, &full_key, stripe, stripe_gen, &value, l1_ttl,
+                                    );
                                 }
                                 return Ok(value);
                             }
                             Err(err) => {
-                                tracing::warn!(key = %l1_key, error = %err, "undecodable cache entry; reloading");
+                                tracing::warn!(key = %full_key, error = %err, "undecodable cache entry; reloading");
                             }
                         }
                     }
@@ -441,48 +510,62 @@ impl Cache {
         // One database read for concurrent misses of this key.
         let recheck = || {
             use_l1
-                .then(|| self.inner.l1.get(l1_key))
+                .then(|| self.inner.l1.get(&hash))
                 .flatten()
+                .filter(|entry| l1_key.matches(&entry.key))
                 .and_then(|entry| entry.value.downcast_ref::<T>().cloned())
         };
-        let (value, _flight) = self.load_once(l1_key, recheck, load).await;
+        let (value, _flight) = self.load_once(&full_key, recheck, load).await;
         let value = value?;
         self.pause_if_hooked(id).await;
-        let storable = value.storable(policy);
-        if storable {
-            if let (Some(redis), Some(generation)) = (redis, noted) {
-                let ttl = jittered(policy.ttl, policy.jitter);
+        if value.storable(policy) {
+            if use_l1 {
+                self.store_l1(hash, &full_key, stripe, stripe_gen, &value, l1_ttl);
+            }
+            if let (Some(_), Some(generation)) = (redis, noted) {
+                // The shared tier is filled in the background: the caller
+                // has its value; the compare-and-set keeps it safe.
                 match serde_json::to_vec(&value) {
                     Ok(bytes) => {
-                        if redis.store(self, &keys, &generation, bytes, ttl).await == Some(false) {
-                            self.inner
-                                .counters
-                                .stale_stores_refused
-                                .fetch_add(1, Ordering::Relaxed);
-                        }
+                        let cache = self.clone();
+                        let ttl = jittered(policy.ttl, policy.jitter);
+                        tokio::spawn(async move {
+                            let Some(redis) = cache.inner.redis.as_ref() else {
+                                return;
+                            };
+                            if redis.store(&cache, &keys, &generation, bytes, ttl).await
+                                == Some(false)
+                            {
+                                cache
+                                    .inner
+                                    .counters
+                                    .stale_stores_refused
+                                    .fetch_add(1, Ordering::Relaxed);
+                            }
+                        });
                     }
                     Err(err) => tracing::warn!(error = %err, "cannot encode a cache entry"),
                 }
-            }
-            if use_l1 {
-                self.store_l1(l1_key, stripe, stripe_gen, &value, l1_ttl);
             }
         }
         Ok(value)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn store_l1<T: Clone + Send + Sync + 'static>(
         &self,
+        hash: u64,
         key: &str,
-        stripe: &str,
+        stripe: u64,
         generation: u64,
         value: &T,
         ttl: Duration,
     ) {
         let stored = self.inner.stripes.if_unchanged(stripe, generation, || {
             self.inner.l1.insert(
-                key.to_owned(),
+                hash,
                 L1Entry {
+                    key: Arc::from(key),
                     value: Arc::new(value.clone()),
                     ttl,
                 },
@@ -581,9 +664,10 @@ impl Cache {
         }
     }
 
-    /// After a commit: the row `id` of `scope` changed, and so did every
-    /// list and count of its entity.
-    pub(crate) async fn invalidate(&self, scope: &Scope, ids: &[String]) {
+    /// After a commit: the rows `ids` of `scope` changed, and so did every
+    /// list and count of the scope. Local tiers at once, Redis (and through
+    /// it the other instances) now or, if Redis fails, by a background retry.
+    pub async fn invalidate(&self, scope: &Scope, ids: &[String]) {
         let value_keys: Vec<String> = ids.iter().map(|id| scope.value_key(id)).collect();
         self.evict_local(&value_keys, &scope.base);
         self.inner
@@ -613,16 +697,17 @@ impl Cache {
             .unwrap_or_else(|e| e.into_inner())
             .retain(|key, _| !key.starts_with(&queries) && !value_keys.contains(key));
         for key in value_keys {
+            let hash = self.hash_str(key);
             self.inner
                 .stripes
-                .bump_and(key, || self.inner.l1.invalidate(key));
+                .bump_and(hash, || self.inner.l1.invalidate(&hash));
         }
-        self.inner.stripes.bump_and(&queries, || {
+        self.inner.stripes.bump_and(self.hash_str(&queries), || {
             let prefix = queries.clone();
             if let Err(err) = self
                 .inner
                 .l1
-                .invalidate_entries_if(move |k, _| k.starts_with(&prefix))
+                .invalidate_entries_if(move |_, entry| entry.key.starts_with(&prefix))
             {
                 tracing::warn!(error = %err, "cannot drop cached lists; flushing the in-process tier");
                 self.inner.l1.invalidate_all();
@@ -656,7 +741,7 @@ impl Drop for FlightGuard<'_> {
 }
 
 /// What decides whether a loaded value is stored.
-pub(crate) trait Cacheable {
+pub trait Cacheable {
     /// Whether to store it under `policy` (a "not found" only with negative caching).
     fn storable(&self, policy: &CachePolicy) -> bool;
 }

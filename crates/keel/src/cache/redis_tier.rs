@@ -20,11 +20,6 @@ use crate::{Error, Result};
 /// How long generations live: far longer than any entry or any read.
 const GENERATION_TTL_MS: u64 = 24 * 3600 * 1000;
 
-/// KEYS: value, generation. Returns {generation or '', value or nil}.
-const READ_ROW: &str = r"
-return {redis.call('GET', KEYS[2]) or '', redis.call('GET', KEYS[1])}
-";
-
 /// KEYS: entity generation. ARGV: query prefix, hash.
 const READ_QUERY: &str = r"
 local g = redis.call('GET', KEYS[1]) or '0'
@@ -91,7 +86,6 @@ struct Message {
 }
 
 struct Scripts {
-    read_row: Script,
     read_query: Script,
     store_row: Script,
     store_query: Script,
@@ -141,7 +135,6 @@ impl RedisTier {
             was_down: AtomicBool::new(false),
             pending: Mutex::new(VecDeque::new()),
             scripts: Scripts {
-                read_row: Script::new(READ_ROW),
                 read_query: Script::new(READ_QUERY),
                 store_row: Script::new(STORE_ROW),
                 store_query: Script::new(STORE_QUERY),
@@ -197,10 +190,18 @@ impl RedisTier {
         let mut connection = self.connection.clone();
         let (generation, value): (String, Option<Vec<u8>>) = match keys {
             RedisKeys::Row { value, generation } => {
-                let mut invocation = self.scripts.read_row.key(value);
-                invocation.key(generation);
-                self.call(cache, "read", invocation.invoke_async(&mut connection))
-                    .await?
+                // Two plain GETs in one round trip: no script needed to read.
+                let (generation, value): (Option<String>, Option<Vec<u8>>) = self
+                    .call(
+                        cache,
+                        "read",
+                        redis::cmd("MGET")
+                            .arg(generation)
+                            .arg(value)
+                            .query_async(&mut connection),
+                    )
+                    .await?;
+                (generation.unwrap_or_default(), value)
             }
             RedisKeys::Query {
                 entity_generation,

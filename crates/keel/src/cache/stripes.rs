@@ -2,40 +2,36 @@
 //! a lock, so "store only if nothing was invalidated since I started
 //! reading" is atomic against invalidations.
 
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 
 const STRIPES: usize = 256;
 
 pub(super) struct Stripes {
-    hasher: RandomState,
     slots: Vec<Mutex<u64>>,
 }
 
 impl Stripes {
     pub(super) fn new() -> Self {
         Stripes {
-            hasher: RandomState::new(),
             slots: (0..STRIPES).map(|_| Mutex::new(0)).collect(),
         }
     }
 
-    fn slot(&self, key: &str) -> &Mutex<u64> {
-        let index = self.hasher.hash_one(key) as usize % STRIPES;
-        &self.slots[index]
+    fn slot(&self, hash: u64) -> &Mutex<u64> {
+        &self.slots[hash as usize % STRIPES]
     }
 
     fn lock(slot: &Mutex<u64>) -> std::sync::MutexGuard<'_, u64> {
         slot.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The generation of `key`'s stripe now.
-    pub(super) fn generation(&self, key: &str) -> u64 {
+    /// The generation of the key's stripe now.
+    pub(super) fn generation(&self, key: u64) -> u64 {
         *Self::lock(self.slot(key))
     }
 
-    /// Runs `store` if `key`'s stripe is still at `generation`.
-    pub(super) fn if_unchanged(&self, key: &str, generation: u64, store: impl FnOnce()) -> bool {
+    /// Runs `store` if the key's stripe is still at `generation`.
+    pub(super) fn if_unchanged(&self, key: u64, generation: u64, store: impl FnOnce()) -> bool {
         let current = Self::lock(self.slot(key));
         if *current == generation {
             store();
@@ -45,8 +41,8 @@ impl Stripes {
         }
     }
 
-    /// Moves `key`'s stripe on and runs `evict` under its lock.
-    pub(super) fn bump_and(&self, key: &str, evict: impl FnOnce()) {
+    /// Moves the key's stripe on and runs `evict` under its lock.
+    pub(super) fn bump_and(&self, key: u64, evict: impl FnOnce()) {
         let mut current = Self::lock(self.slot(key));
         *current += 1;
         evict();

@@ -130,8 +130,9 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Adds the database pool of `keel` as the component `database`, and
-    /// waits for its event subscribers during a graceful shutdown.
+    /// Adds the database pool of `keel` as the component `database`,
+    /// registers the health checks of its cache's Redis tier (when it has
+    /// one), and waits for its event subscribers during a graceful shutdown.
     #[must_use]
     pub fn keel(mut self, keel: &Keel) -> Self {
         self.keel = Some(keel.clone());
@@ -161,6 +162,9 @@ impl RuntimeBuilder {
         health.register(RuntimeCheck::new(status.watch()), CheckPolicy::default())?;
         for node in &self.nodes {
             node.component.health_checks(&health)?;
+        }
+        if let Some(keel) = &self.keel {
+            keel.cache().health_checks(&health)?;
         }
         Ok(Runtime {
             inner: Arc::new(Inner {
