@@ -115,7 +115,7 @@ impl RedisTier {
         })?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.redis_timeout.max(Duration::from_millis(200))))
-            .set_response_timeout(Some(config.redis_timeout))
+            .set_response_timeout(None)
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let connection = client
