@@ -22,7 +22,12 @@
 //!   in-process subscribers after the commit only;
 //! - explicit [transactions](tx) (`keel.transaction(&ctx, options, |tx| ...)`)
 //!   retried when they lose a race, savepoints for nesting, row locks with
-//!   `get_for_update`.
+//!   `get_for_update`;
+//! - a read-through [cache] (in process and Redis) that is never stale after
+//!   an acknowledged write and fails open;
+//! - a [runtime](lifecycle) of components with ordered start and graceful
+//!   shutdown, three-state [health] checks, [resilience] (retry, circuit
+//!   breaker), Prometheus [metrics] and structured logs.
 //!
 //! ```no_run
 //! use keel::prelude::*;
