@@ -2,21 +2,14 @@
 //! test's own, on free loopback ports, stopped and started again. The shared
 //! servers the other tests use are never touched.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keel::Keel;
 use keel::health::{CheckPolicy, DatabaseCheck, HealthCoordinator, HealthStatus, RedisCheck};
 use keel::resilience::{BreakerConfig, BreakerState, CircuitBreaker};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use keel_tests::RedisServer;
 
 fn run(program: &str, args: &[&str]) {
     let out = Command::new(program)
@@ -58,7 +51,7 @@ impl Cluster {
         let cluster = Cluster {
             version: pg_version(),
             name: format!("keelfault{}", std::process::id()),
-            port: free_port(),
+            port: RedisServer::free_port(),
         };
         let port = cluster.port.to_string();
         run(
@@ -185,57 +178,10 @@ async fn the_database_check_follows_a_real_postgresql_going_down_and_up() {
     keel.close().await.unwrap();
 }
 
-/// A redis-server of the test's own.
-struct Redis {
-    child: Option<Child>,
-}
-
-impl Redis {
-    fn start(port: u16) -> Option<Redis> {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(5),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(Redis { child: Some(child) })
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 #[tokio::test]
 async fn redis_down_degrades_opens_the_breaker_and_recovers() {
-    let port = free_port();
-    let Some(mut redis) = Redis::start(port) else {
+    let port = RedisServer::free_port();
+    let Some(mut redis) = RedisServer::start(port) else {
         eprintln!("SKIPPED: redis-server is not installed");
         return;
     };
@@ -285,7 +231,7 @@ async fn redis_down_degrades_opens_the_breaker_and_recovers() {
             .is_some()
     );
 
-    redis.kill();
+    redis.stop();
     run_until(
         &health,
         "redis",
@@ -318,7 +264,7 @@ async fn redis_down_degrades_opens_the_breaker_and_recovers() {
         "while open, Redis is not even called"
     );
 
-    let _redis = Redis::start(port).expect("redis-server again");
+    let _redis = RedisServer::start(port).expect("redis-server again");
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(breaker.state(), BreakerState::HalfOpen);
     run_until(

@@ -11,7 +11,7 @@ use keel::resilience::BreakerState;
 use keel::tx::TxOptions;
 use keel::{Context, Error, ListQuery};
 use keel_tests::entities::product::{self, NewProduct, ProductPatch};
-use keel_tests::{Env, keel_with_redis, redis_available, redis_url};
+use keel_tests::{Env, RedisServer, keel_with_redis, redis_available, redis_url};
 
 keel_tests::cases![
     the_stale_read_race_never_stores_the_old_row,
@@ -293,46 +293,6 @@ async fn a_rolled_back_transaction_invalidates_nothing(env: Env) {
     );
 }
 
-/// A redis-server of the test's own on a free loopback port.
-struct OwnRedis {
-    port: u16,
-    child: Option<std::process::Child>,
-}
-
-impl OwnRedis {
-    fn start(port: u16) -> OwnRedis {
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(5));
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        OwnRedis {
-            port,
-            child: Some(child),
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 async fn redis_down_fails_open_and_nothing_is_stale_after_it_returns(env: Env) {
     if std::process::Command::new("redis-server")
         .arg("--version")
@@ -342,13 +302,9 @@ async fn redis_down_fails_open_and_nothing_is_stale_after_it_returns(env: Env) {
         eprintln!("SKIPPED: redis-server is not installed");
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut redis = OwnRedis::start(port);
-    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let port = RedisServer::free_port();
+    let mut redis = RedisServer::start(port).expect("redis-server");
+    let url = redis.url();
     let prefix = prefix();
     let a = keel_with_redis(&env, &url, &prefix).await;
     let b = keel_with_redis(&env, &url, &prefix).await;
@@ -415,7 +371,7 @@ async fn redis_down_fails_open_and_nothing_is_stale_after_it_returns(env: Env) {
     );
     assert!(health.is_ready(), "Redis is not critical");
 
-    let _redis = OwnRedis::start(port);
+    let _redis = RedisServer::start(port).expect("redis-server again");
     // After Redis returns, B (which cached price 1 before the outage and
     // heard nothing since) serves the new price: its subscription
     // reconnects and flushes its L1.
