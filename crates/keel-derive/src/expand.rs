@@ -105,6 +105,9 @@ pub(crate) fn service(plan: &Plan<'_>) -> TokenStream {
             fn patch_version(patch: &#patch_ty) -> ::core::option::Option<i64> {
                 patch.expected_version
             }
+            fn set_patch_version(patch: &mut #patch_ty, version: i64) {
+                patch.expected_version = ::core::option::Option::Some(version);
+            }
         }
     });
     let validate_create = validation(&create, false).map(|body| {

@@ -108,4 +108,8 @@ impl Resource for Entity {
     fn patch_version(patch: &NotePatch) -> Option<i64> {
         patch.expected_version
     }
+
+    fn set_patch_version(patch: &mut NotePatch, version: i64) {
+        patch.expected_version = Some(version);
+    }
 }

@@ -162,6 +162,10 @@ pub trait Resource:
         None
     }
 
+    /// Sets the version a patch expects (an HTTP `If-Match`); a no-op for a
+    /// resource without a version column.
+    fn set_patch_version(_patch: &mut Self::Patch, _version: i64) {}
+
     /// Checks the create input; field errors carry JSON pointers such as `/sku`.
     fn validate_create(_input: &Self::Create) -> Result<(), ValidationErrors> {
         Ok(())

@@ -375,8 +375,9 @@ impl<E: Resource> BaseService<E> {
         error
     }
 
-    /// The version of a row, if the resource has a version column.
-    fn version_of(model: &E::Model) -> Option<i64> {
+    /// The version of a row, if the resource has a version column (what an
+    /// HTTP layer sends as the `ETag`).
+    pub fn version_of(model: &E::Model) -> Option<i64> {
         E::COLUMNS
             .version
             .and_then(|c| value::as_i64(&model.get(c)))

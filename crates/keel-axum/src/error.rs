@@ -1,0 +1,213 @@
+//! The one HTTP form of every error: the seed envelope with the right status.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use keel::Error;
+use serde_json::{Map, Value, json};
+
+/// An error as the REST layer answers it: a Keel error, or one that only
+/// HTTP knows (a missing token, a failed `If-Match`, a body too large, a
+/// wrong content type), with the request id it belongs to.
+#[derive(Debug)]
+pub struct ApiError {
+    kind: Kind,
+    request_id: Option<String>,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Keel(Error),
+    Http {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
+}
+
+impl From<Error> for ApiError {
+    fn from(err: Error) -> Self {
+        ApiError {
+            kind: Kind::Keel(err),
+            request_id: None,
+        }
+    }
+}
+
+impl ApiError {
+    /// An error only HTTP knows, with its status and stable code.
+    pub fn http(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            kind: Kind::Http {
+                status,
+                code,
+                message: message.into(),
+            },
+            request_id: None,
+        }
+    }
+
+    /// `401 UNAUTHENTICATED`.
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::http(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", message)
+    }
+
+    /// `412 PRECONDITION_FAILED`: an `If-Match` that does not match.
+    pub fn precondition_failed(expected: i64, current: i64) -> Self {
+        Self::http(
+            StatusCode::PRECONDITION_FAILED,
+            "PRECONDITION_FAILED",
+            format!("If-Match expected version {expected}, the current version is {current}"),
+        )
+    }
+
+    /// Ties the error to a request id (echoed in the body's details).
+    #[must_use]
+    pub fn with_request_id(mut self, request_id: impl Into<String>) -> Self {
+        self.request_id = Some(request_id.into());
+        self
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match &self.kind {
+            Kind::Http { status, .. } => *status,
+            Kind::Keel(err) => status_of(err),
+        }
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        match &self.kind {
+            Kind::Http { code, .. } => code,
+            Kind::Keel(err) => err.code(),
+        }
+    }
+
+    /// The Keel error inside, if it is one.
+    pub fn keel(&self) -> Option<&Error> {
+        match &self.kind {
+            Kind::Keel(err) => Some(err),
+            Kind::Http { .. } => None,
+        }
+    }
+}
+
+/// The status of each Keel error.
+pub fn status_of(err: &Error) -> StatusCode {
+    match err.code() {
+        "NOT_FOUND" => StatusCode::NOT_FOUND,
+        "VALIDATION_FAILED" => StatusCode::UNPROCESSABLE_ENTITY,
+        "INVALID_ARGUMENT" => StatusCode::BAD_REQUEST,
+        "ALREADY_EXISTS" | "VERSION_CONFLICT" | "FOREIGN_KEY" | "ABORTED" => StatusCode::CONFLICT,
+        "UNAVAILABLE" | "COMMIT_OUTCOME_UNKNOWN" => StatusCode::SERVICE_UNAVAILABLE,
+        "DEADLINE_EXCEEDED" => StatusCode::GATEWAY_TIMEOUT,
+        "PERMISSION_DENIED" => StatusCode::FORBIDDEN,
+        "INTERNAL" => StatusCode::INTERNAL_SERVER_ERROR,
+        // The application's own codes (`Error::rejected`): a conflict with
+        // the current state.
+        _ => StatusCode::CONFLICT,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = match &self.kind {
+            Kind::Keel(err) => {
+                if status.is_server_error() {
+                    tracing::error!(
+                        code = err.code(),
+                        request_id = self.request_id.as_deref().unwrap_or(""),
+                        error = %err,
+                        cause = ?std::error::Error::source(err).map(ToString::to_string),
+                        "request failed"
+                    );
+                }
+                serde_json::to_value(err.to_envelope(self.request_id.as_deref()))
+                    .unwrap_or(Value::Null)
+            }
+            Kind::Http { code, message, .. } => {
+                let mut details = Map::new();
+                if let Some(id) = &self.request_id {
+                    details.insert("request_id".into(), json!(id));
+                }
+                json!({"error": {
+                    "type": http_kind(status),
+                    "code": code,
+                    "message": message,
+                    "details": details,
+                }})
+            }
+        };
+        let mut response = (status, Json(body)).into_response();
+        if let Some(id) = self
+            .request_id
+            .as_deref()
+            .and_then(|id| HeaderValue::from_str(id).ok())
+        {
+            response.headers_mut().insert(crate::REQUEST_ID, id);
+        }
+        response
+    }
+}
+
+fn http_kind(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "unauthenticated",
+        403 => "permission",
+        412 | 409 => "conflict",
+        413 | 415 | 400 => "invalid_argument",
+        429 => "rate_limited",
+        _ => "internal",
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => Self::http(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "the body must be JSON, sent with Content-Type: application/json",
+            ),
+            JsonRejection::JsonSyntaxError(err) => Error::invalid_argument(
+                "body",
+                format!("the body is not valid JSON: {}", inner(&err.body_text())),
+            )
+            .into(),
+            JsonRejection::JsonDataError(err) => {
+                Error::validation("", "INVALID_BODY", inner(&err.body_text())).into()
+            }
+            JsonRejection::BytesRejection(err) if err.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::http(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "PAYLOAD_TOO_LARGE",
+                    "the body is larger than the limit",
+                )
+            }
+            other => Error::invalid_argument("body", other.body_text()).into(),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Error::invalid_argument("query", inner(&rejection.body_text())).into()
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        Error::invalid_argument("id", inner(&rejection.body_text())).into()
+    }
+}
+
+/// The part of an extractor's message after its generic prefix, such as
+/// "unknown field `colour`, expected ..." from "Failed to deserialize ...: unknown field ...".
+fn inner(text: &str) -> String {
+    text.rsplit_once(": ")
+        .map_or(text, |(_, rest)| rest)
+        .to_owned()
+}

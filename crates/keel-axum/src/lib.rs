@@ -1,0 +1,108 @@
+//! # keel-axum
+//!
+//! REST routes for Keel services on [axum](https://docs.rs/axum) 0.8.
+//! [`resource`] turns a `BaseService<E>` into a `Router`:
+//!
+//! | route | does |
+//! |---|---|
+//! | `GET /{plural}` | list: `filter`, `order_by`, `page_size`, `page_token`, `skip`, `count=true` for `total_size`, `show_deleted`; answers `{"items": [...], "next_page_token": "..."}` (absent at the end) |
+//! | `GET /{plural}/count` | `{"count": N}` for `filter` |
+//! | `GET /{plural}/{id}` | the row; `ETag` is its version; `If-None-Match` answers 304 |
+//! | `POST /{plural}` | creates: 201 with `Location` and `ETag` |
+//! | `PATCH /{plural}/{id}` | a partial update; `If-Match` answers 412 on a version mismatch |
+//! | `DELETE /{plural}/{id}` | 204; `If-Match` as for PATCH |
+//! | `GET /{plural}/{id}/history` | the audit entries, newest first, paginated |
+//! | `POST /{plural}/{id}/restore` | brings back a soft-deleted row |
+//!
+//! Every error is the envelope `{"error": {type, code, message, details}}`
+//! with its status ([`ApiError`]): malformed JSON, a wrong content type,
+//! unknown or server-owned fields, a non-numeric id, an unknown query
+//! parameter, a body over the limit (1 MiB) are all 4xx with stable codes.
+//! [`request_id`] accepts or makes the `X-Request-Id` of each request and
+//! echoes it; put an [`Identity`] in the request's extensions (from your
+//! authentication middleware) to set the actor and tenant.
+//!
+//! ```no_run
+//! # async fn demo<E>(keel: keel::Keel) where E: keel::Resource, E::Create: serde::de::DeserializeOwned, E::Patch: serde::de::DeserializeOwned {
+//! let app = keel_axum::resource(keel.service::<E>())
+//!     .layer(axum::middleware::from_fn(keel_axum::request_id));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await.unwrap();
+//! axum::serve(listener, app).await.unwrap();
+//! # }
+//! ```
+
+mod error;
+mod resource;
+
+pub use error::{ApiError, status_of};
+pub use resource::{BODY_LIMIT, resource};
+
+use std::convert::Infallible;
+
+use axum::extract::{FromRequestParts, Request};
+use axum::http::HeaderValue;
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
+use keel::Context;
+
+/// The request id header.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The request id of the current request (an extension set by [`request_id`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+/// Who is calling, for which tenant: put it in the request's extensions
+/// from your authentication middleware. Without it, the actor is `anonymous`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The actor, written to `created_by` / `updated_by` and the audit log.
+    pub actor: String,
+    /// The tenant, for tenant-scoped resources.
+    pub tenant: Option<String>,
+}
+
+/// Middleware: takes the incoming `X-Request-Id` (up to 128 visible ASCII
+/// characters) or makes one (a UUID v7), puts it in the request's
+/// extensions, and echoes it on the response.
+pub async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let mut response = next.run(request).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+/// The Keel [`Context`] of a request: its [`Identity`] (or `anonymous`) and
+/// its [`RequestId`] (or a fresh one).
+#[derive(Clone, Debug)]
+pub struct Ctx(pub Context);
+
+impl<S: Send + Sync> FromRequestParts<S> for Ctx {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let mut ctx = match parts.extensions.get::<Identity>() {
+            Some(identity) => {
+                let ctx = Context::actor(identity.actor.clone());
+                match &identity.tenant {
+                    Some(tenant) => ctx.with_tenant(tenant.clone()),
+                    None => ctx,
+                }
+            }
+            None => Context::anonymous(),
+        };
+        if let Some(RequestId(id)) = parts.extensions.get::<RequestId>() {
+            ctx = ctx.with_request_id(id.clone());
+        }
+        Ok(Ctx(ctx))
+    }
+}

@@ -1,0 +1,262 @@
+//! The routes of a resource over HTTP (in process, through tower), on SQLite.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use keel_tests::entities::product;
+use keel_tests::{Backend, TestDb, create_tables};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+async fn app() -> (Router, TestDb) {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let keel = db.builder().connect().await.unwrap();
+    create_tables(&keel).await;
+    let app = keel_axum::resource(keel.service::<product::Entity>())
+        .layer(axum::middleware::from_fn(keel_axum::request_id));
+    (app, db)
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+}
+
+async fn send(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut request = Request::builder().method(method).uri(uri);
+    if body.is_some() {
+        request = request.header(header::CONTENT_TYPE, "application/json");
+    }
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let request = request
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn new_product(sku: &str, price: i64) -> String {
+    json!({"sku": sku, "name": format!("Product {sku}"), "price_cents": price, "stock": 1, "active": true})
+        .to_string()
+}
+
+#[tokio::test]
+async fn crud_with_etags_and_preconditions() {
+    let (app, db) = app().await;
+    let created = send(
+        &app,
+        "POST",
+        "/products",
+        Some(&new_product("A-1", 100)),
+        &[],
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.body["id"].as_i64().unwrap();
+    assert_eq!(created.headers[header::LOCATION], format!("/products/{id}"));
+    assert_eq!(created.headers[header::ETAG], "\"1\"");
+
+    let got = send(&app, "GET", &format!("/products/{id}"), None, &[]).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body["sku"], "A-1");
+    let unchanged = send(
+        &app,
+        "GET",
+        &format!("/products/{id}"),
+        None,
+        &[("if-none-match", "\"1\"")],
+    )
+    .await;
+    assert_eq!(unchanged.status, StatusCode::NOT_MODIFIED);
+
+    let stale = send(
+        &app,
+        "PATCH",
+        &format!("/products/{id}"),
+        Some(r#"{"price_cents": 150}"#),
+        &[("if-match", "\"7\"")],
+    )
+    .await;
+    assert_eq!(
+        stale.status,
+        StatusCode::PRECONDITION_FAILED,
+        "{}",
+        stale.body
+    );
+    assert_eq!(stale.body["error"]["code"], "PRECONDITION_FAILED");
+    let patched = send(
+        &app,
+        "PATCH",
+        &format!("/products/{id}"),
+        Some(r#"{"price_cents": 150}"#),
+        &[("if-match", "\"1\"")],
+    )
+    .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert_eq!(patched.body["price_cents"], 150);
+    assert_eq!(patched.headers[header::ETAG], "\"2\"");
+
+    let stale_delete = send(
+        &app,
+        "DELETE",
+        &format!("/products/{id}"),
+        None,
+        &[("if-match", "\"1\"")],
+    )
+    .await;
+    assert_eq!(stale_delete.status, StatusCode::PRECONDITION_FAILED);
+    let deleted = send(&app, "DELETE", &format!("/products/{id}"), None, &[]).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let gone = send(&app, "GET", &format!("/products/{id}"), None, &[]).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    assert_eq!(gone.body["error"]["code"], "NOT_FOUND");
+    let restored = send(&app, "POST", &format!("/products/{id}/restore"), None, &[]).await;
+    assert_eq!(restored.status, StatusCode::OK);
+    let history = send(
+        &app,
+        "GET",
+        &format!("/products/{id}/history?page_size=2"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(history.status, StatusCode::OK, "{}", history.body);
+    let actions: Vec<_> = history.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].clone())
+        .collect();
+    assert_eq!(actions, [json!("restored"), json!("deleted")]);
+    assert!(history.body["next_page_token"].is_string());
+    db.destroy().await;
+}
+
+#[tokio::test]
+async fn lists_and_counts() {
+    let (app, db) = app().await;
+    for i in 0..5 {
+        let r = send(
+            &app,
+            "POST",
+            "/products",
+            Some(&new_product(&format!("L-{i}"), 100 * i)),
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+    }
+    let page = send(&app, "GET", "/products?filter=price_cents%20%3E%3D%20100&order_by=price_cents%20desc&page_size=2&count=true", None, &[]).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_eq!(page.body["items"].as_array().unwrap().len(), 2);
+    assert_eq!(page.body["items"][0]["sku"], "L-4");
+    assert_eq!(page.body["total_size"], 4);
+    let token = page.body["next_page_token"].as_str().unwrap().to_owned();
+    let next = send(&app, "GET", &format!("/products?filter=price_cents%20%3E%3D%20100&order_by=price_cents%20desc&page_size=2&page_token={token}"), None, &[]).await;
+    assert_eq!(next.body["items"][0]["sku"], "L-2");
+    assert!(next.body.get("total_size").is_none(), "only when asked");
+    let count = send(
+        &app,
+        "GET",
+        "/products/count?filter=price_cents%20%3C%20300",
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(count.body, json!({"count": 3}));
+    db.destroy().await;
+}
+
+/// Method, path, body, headers, expected status, expected code.
+type Case = (
+    &'static str,
+    &'static str,
+    Option<String>,
+    &'static [(&'static str, &'static str)],
+    StatusCode,
+    &'static str,
+);
+
+#[tokio::test]
+async fn bad_input_is_a_clear_4xx_and_writes_nothing() {
+    let (app, db) = app().await;
+    let cases: Vec<Case> = vec![
+        ("POST", "/products", Some("{not json".into()), &[], StatusCode::BAD_REQUEST, "INVALID_ARGUMENT"),
+        ("POST", "/products", Some(r#"{"sku": "X", "name": "x", "price_cents": 1, "stock": 1, "active": true, "colour": "red"}"#.into()), &[], StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED"),
+        ("POST", "/products", Some(r#"{"sku": "X", "name": "x", "price_cents": 1, "stock": 1, "active": true, "version": 9}"#.into()), &[], StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED"),
+        ("POST", "/products", Some(r#"{"sku": "", "name": "x", "price_cents": -1, "stock": 1, "active": true}"#.into()), &[], StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED"),
+        ("POST", "/products", Some(format!("{{\"sku\": \"{}\"}}", "x".repeat(2 << 20))), &[], StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
+        ("GET", "/products/abc", None, &[], StatusCode::BAD_REQUEST, "INVALID_ARGUMENT"),
+        ("GET", "/products?colour=red", None, &[], StatusCode::BAD_REQUEST, "INVALID_ARGUMENT"),
+        ("GET", "/products?filter=colour%20%3D%201", None, &[], StatusCode::BAD_REQUEST, "INVALID_ARGUMENT"),
+        ("GET", "/products?page_size=1000", None, &[], StatusCode::BAD_REQUEST, "INVALID_ARGUMENT"),
+        ("PATCH", "/products/1", Some(r#"{"stock": 1}"#.into()), &[("if-match", "yes")], StatusCode::BAD_REQUEST, "INVALID_ARGUMENT"),
+    ];
+    for (method, uri, body, headers, status, code) in cases {
+        let reply = send(&app, method, uri, body.as_deref(), headers).await;
+        assert_eq!(reply.status, status, "{method} {uri}: {}", reply.body);
+        assert_eq!(
+            reply.body["error"]["code"], code,
+            "{method} {uri}: {}",
+            reply.body
+        );
+        assert!(
+            reply.body["error"]["details"]["request_id"].is_string(),
+            "{}",
+            reply.body
+        );
+    }
+    // A wrong content type.
+    let request = Request::builder()
+        .method("POST")
+        .uri("/products")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from(new_product("T-1", 1)))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let count = send(&app, "GET", "/products/count", None, &[]).await;
+    assert_eq!(count.body, json!({"count": 0}), "nothing was written");
+    db.destroy().await;
+}
+
+#[tokio::test]
+async fn request_ids_are_accepted_or_made_and_always_echoed() {
+    let (app, db) = app().await;
+    let given = send(
+        &app,
+        "GET",
+        "/products/999",
+        None,
+        &[("x-request-id", "req-42")],
+    )
+    .await;
+    assert_eq!(given.headers["x-request-id"], "req-42");
+    assert_eq!(given.body["error"]["details"]["request_id"], "req-42");
+    let made = send(&app, "GET", "/products", None, &[]).await;
+    assert!(!made.headers["x-request-id"].is_empty());
+    db.destroy().await;
+}
