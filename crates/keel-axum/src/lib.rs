@@ -20,7 +20,9 @@
 //! parameter, a body over the limit (1 MiB) are all 4xx with stable codes.
 //! [`request_id`] accepts or makes the `X-Request-Id` of each request and
 //! echoes it; put an [`Identity`] in the request's extensions (from your
-//! authentication middleware) to set the actor and tenant.
+//! authentication middleware) to set the actor and tenant. [`ops_routes`]
+//! serves `/health`, `/health/live`, `/health/ready` and `/metrics`;
+//! [`http_metrics`] counts requests by route template, method and status.
 //!
 //! ```no_run
 //! # async fn demo<E>(keel: keel::Keel) where E: keel::Resource, E::Create: serde::de::DeserializeOwned, E::Patch: serde::de::DeserializeOwned {
@@ -32,9 +34,11 @@
 //! ```
 
 mod error;
+mod ops;
 mod resource;
 
 pub use error::{ApiError, status_of};
+pub use ops::{http_metrics, ops_routes};
 pub use resource::{BODY_LIMIT, resource};
 
 use std::convert::Infallible;

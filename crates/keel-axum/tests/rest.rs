@@ -260,3 +260,58 @@ async fn request_ids_are_accepted_or_made_and_always_echoed() {
     assert!(!made.headers["x-request-id"].is_empty());
     db.destroy().await;
 }
+
+#[tokio::test]
+async fn health_probes_and_metrics_with_route_templates() {
+    let metrics = keel::metrics::Metrics::install().unwrap();
+    let db = TestDb::create(Backend::Sqlite).await;
+    let keel = db.builder().connect().await.unwrap();
+    create_tables(&keel).await;
+    let runtime = keel::lifecycle::Runtime::builder("shop", "1.0.0")
+        .keel(&keel)
+        .build()
+        .unwrap();
+    runtime.start().await.unwrap();
+    let app = keel_axum::resource(keel.service::<product::Entity>())
+        .merge(keel_axum::ops_routes(
+            runtime.health().clone(),
+            Some(metrics.clone()),
+        ))
+        .layer(axum::middleware::from_fn(keel_axum::http_metrics))
+        .layer(axum::middleware::from_fn(keel_axum::request_id));
+
+    let created = send(&app, "POST", "/products", Some(&new_product("M-1", 5)), &[]).await;
+    let id = created.body["id"].as_i64().unwrap();
+    for _ in 0..2 {
+        send(&app, "GET", &format!("/products/{id}"), None, &[]).await;
+    }
+    send(&app, "GET", "/products/12345", None, &[]).await;
+    send(&app, "GET", "/nowhere", None, &[]).await;
+
+    let health = send(&app, "GET", "/health", None, &[]).await;
+    assert_eq!(health.status, StatusCode::OK, "{}", health.body);
+    assert_eq!(health.body["status"], "healthy");
+    assert_eq!(health.body["checks"]["database"]["critical"], true);
+    assert_eq!(
+        send(&app, "GET", "/health/live", None, &[]).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&app, "GET", "/health/ready", None, &[]).await.status,
+        StatusCode::OK
+    );
+
+    let text = send(&app, "GET", "/metrics", None, &[]).await.body;
+    let text = text.as_str().unwrap();
+    for line in [
+        "keel_http_requests_total{route=\"/products/{id}\",method=\"GET\",status=\"200\"} 2",
+        "keel_http_requests_total{route=\"/products/{id}\",method=\"GET\",status=\"404\"} 1",
+        "keel_http_requests_total{route=\"/products\",method=\"POST\",status=\"201\"} 1",
+        "keel_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1",
+        "keel_http_request_duration_seconds_bucket{route=\"/products/{id}\",method=\"GET\",le=",
+    ] {
+        assert!(text.contains(line), "missing {line}\n{text}");
+    }
+    runtime.shutdown().await;
+    db.destroy().await;
+}

@@ -22,8 +22,9 @@
 //! | `keel_cache_loads_total` | counter | |
 //! | `keel_cache_invalidations_total` | counter | `result` (`ok`, `deferred`, `retried`) |
 //!
-//! The REST layer records HTTP requests by route template, method and
-//! status through the same facade.
+//! `keel-axum`'s `http_metrics` records `keel_http_requests_total{route,
+//! method, status}` and `keel_http_request_duration_seconds{route, method}`
+//! through the same facade.
 
 use std::sync::OnceLock;
 

@@ -1,0 +1,105 @@
+//! Operations routes: health probes, Prometheus metrics, HTTP metrics.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use keel::health::{HealthCoordinator, HealthStatus};
+use keel::metrics::Metrics;
+
+#[derive(Clone)]
+struct Ops {
+    health: HealthCoordinator,
+    metrics: Option<Metrics>,
+}
+
+/// `/health` (the full report: 200 when Healthy or Degraded, 503 when
+/// Unhealthy), `/health/live` and `/health/ready` (200 or 503), and, with a
+/// recorder, `/metrics` (Prometheus text). Probes read the coordinator's
+/// latest snapshot; they never run a check.
+pub fn ops_routes(health: HealthCoordinator, metrics: Option<Metrics>) -> Router {
+    let mut router = Router::new()
+        .route("/health", get(report))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready));
+    if metrics.is_some() {
+        router = router.route("/metrics", get(prometheus));
+    }
+    router.with_state(Ops { health, metrics })
+}
+
+async fn report(State(ops): State<Ops>) -> Response {
+    let report = ops.health.report();
+    let status = match report.status {
+        HealthStatus::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::OK,
+    };
+    (status, Json(report)).into_response()
+}
+
+fn probe(ok: bool) -> Response {
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(serde_json::json!({ "ok": ok }))).into_response()
+}
+
+async fn live(State(ops): State<Ops>) -> Response {
+    probe(ops.health.is_live())
+}
+
+async fn ready(State(ops): State<Ops>) -> Response {
+    probe(ops.health.is_ready())
+}
+
+async fn prometheus(State(ops): State<Ops>) -> Response {
+    let text = ops
+        .metrics
+        .as_ref()
+        .map(Metrics::render)
+        .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Middleware: `keel_http_requests_total{route, method, status}` and
+/// `keel_http_request_duration_seconds{route, method}`, labelled with the
+/// route template (`/products/{id}`), never the raw path; requests that
+/// match no route are `route="unmatched"`.
+pub async fn http_metrics(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(
+        "keel_http_requests_total",
+        "route" => route.clone(),
+        "method" => method.clone(),
+        "status" => status
+    )
+    .increment(1);
+    metrics::histogram!(
+        "keel_http_request_duration_seconds",
+        "route" => route,
+        "method" => method
+    )
+    .record(started.elapsed().as_secs_f64());
+    response
+}
