@@ -394,10 +394,9 @@ impl Cache {
         load: F,
     ) -> Result<T>
     where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static + Cacheable,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T>>,
-        T: Cacheable,
     {
         let escaped = escape(id);
         let l1_key = L1Key {

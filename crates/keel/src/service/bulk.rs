@@ -37,7 +37,7 @@ impl<E: Resource> BaseService<E> {
             }
             errors.into_result()?;
             let hooks = self.hooks();
-            let hooks: HookSlice<'_, E> = hooks.as_deref().map_or(&[], Vec::as_slice);
+            let hooks: HookSlice<'_, E> = &hooks;
             let inputs = &inputs;
             self.write(ctx, |tx| async move {
                 let mut rows = Vec::with_capacity(inputs.len());
@@ -67,7 +67,7 @@ impl<E: Resource> BaseService<E> {
             }
             let filter = &self.bulk_filter(filter, "update_many")?;
             let hooks = self.hooks();
-            let hooks: HookSlice<'_, E> = hooks.as_deref().map_or(&[], Vec::as_slice);
+            let hooks: HookSlice<'_, E> = &hooks;
             let patch = &patch;
             self.write(ctx, |tx| async move {
                 let rows = self.lock_matching(&tx, ctx, filter).await?;
@@ -92,7 +92,7 @@ impl<E: Resource> BaseService<E> {
         self.observe(ctx, "delete_many", async {
             let filter = &self.bulk_filter(filter, "delete_many")?;
             let hooks = self.hooks();
-            let hooks: HookSlice<'_, E> = hooks.as_deref().map_or(&[], Vec::as_slice);
+            let hooks: HookSlice<'_, E> = &hooks;
             self.write(ctx, |tx| async move {
                 let rows = self.lock_matching(&tx, ctx, filter).await?;
                 let count = rows.len() as u64;

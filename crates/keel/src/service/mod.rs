@@ -156,8 +156,9 @@ impl<E: Resource> BaseService<E> {
         Some(self.keel.cache().scope(E::NAME, tenant))
     }
 
-    fn hooks(&self) -> Option<HookList<E>> {
-        self.keel.hooks::<E>()
+    /// The hooks of `E`, in the order they were added (often none).
+    fn hooks(&self) -> HookList<E> {
+        self.keel.hooks::<E>().unwrap_or_default()
     }
 
     /// Runs one public operation: its metrics (`keel_operations_total`,

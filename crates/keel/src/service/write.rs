@@ -37,7 +37,7 @@ impl<E: Resource> BaseService<E> {
         self.observe(ctx, "create", async {
             E::validate_create(&input)?;
             let hooks = self.hooks();
-            let hooks: HookSlice<'_, E> = hooks.as_deref().map_or(&[], Vec::as_slice);
+            let hooks: HookSlice<'_, E> = &hooks;
             self.write(ctx, |tx| {
                 let input = input.clone();
                 async move { self.create_in(&tx, ctx, hooks, input).await }
@@ -92,7 +92,7 @@ impl<E: Resource> BaseService<E> {
             let expected = E::patch_version(&patch);
             Self::check_versioned(expected)?;
             let hooks = self.hooks();
-            let hooks: HookSlice<'_, E> = hooks.as_deref().map_or(&[], Vec::as_slice);
+            let hooks: HookSlice<'_, E> = &hooks;
             let id = &id;
             self.write(ctx, |tx| {
                 let patch = patch.clone();
@@ -165,7 +165,7 @@ impl<E: Resource> BaseService<E> {
 
     async fn delete_checked(&self, ctx: &Context, id: E::Key, expected: Option<i64>) -> Result<()> {
         let hooks = self.hooks();
-        let hooks: HookSlice<'_, E> = hooks.as_deref().map_or(&[], Vec::as_slice);
+        let hooks: HookSlice<'_, E> = &hooks;
         let id = &id;
         self.write(ctx, |tx| async move {
             let old = self.lock_row(&tx, ctx, id, false).await?;
@@ -233,7 +233,7 @@ impl<E: Resource> BaseService<E> {
                 ));
             };
             let hooks = self.hooks();
-            let hooks: HookSlice<'_, E> = hooks.as_deref().map_or(&[], Vec::as_slice);
+            let hooks: HookSlice<'_, E> = &hooks;
             let id = &id;
             self.write(ctx, |tx| async move {
                 let old = self.lock_row(&tx, ctx, id, true).await?;
