@@ -23,6 +23,7 @@ enum Kind {
         status: StatusCode,
         code: &'static str,
         message: String,
+        retry_after: Option<u64>,
     },
 }
 
@@ -43,6 +44,29 @@ impl ApiError {
                 status,
                 code,
                 message: message.into(),
+                retry_after: None,
+            },
+            request_id: None,
+        }
+    }
+
+    /// `403 PERMISSION_DENIED`: the caller is known but may not do this.
+    pub fn permission_denied(message: impl Into<String>) -> Self {
+        Error::PermissionDenied {
+            message: message.into(),
+        }
+        .into()
+    }
+
+    /// `429 RATE_LIMITED`, with `Retry-After` in whole seconds (at least 1).
+    pub fn rate_limited(retry_after: std::time::Duration) -> Self {
+        let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        ApiError {
+            kind: Kind::Http {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: "RATE_LIMITED",
+                message: format!("too many requests; retry in {} s", seconds.max(1)),
+                retry_after: Some(seconds.max(1)),
             },
             request_id: None,
         }
@@ -142,6 +166,15 @@ impl IntoResponse for ApiError {
             }
         };
         let mut response = (status, Json(body)).into_response();
+        if let Kind::Http {
+            retry_after: Some(seconds),
+            ..
+        } = &self.kind
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(*seconds));
+        }
         if let Some(id) = self
             .request_id
             .as_deref()

@@ -20,9 +20,14 @@
 //! parameter, a body over the limit (1 MiB) are all 4xx with stable codes.
 //! [`request_id`] accepts or makes the `X-Request-Id` of each request and
 //! echoes it; put an [`Identity`] in the request's extensions (from your
-//! authentication middleware) to set the actor and tenant. [`ops_routes`]
-//! serves `/health`, `/health/live`, `/health/ready` and `/metrics`;
-//! [`http_metrics`] counts requests by route template, method and status.
+//! authentication middleware) to set the actor and tenant, and give
+//! [`routes`] an [`Authorize`] policy to decide per operation who may do
+//! what (401 / 403). [`RateLimit`] answers 429 with `Retry-After` past a
+//! per-caller rate. [`ops_routes`] serves `/health`, `/health/live`,
+//! `/health/ready` and `/metrics`; [`http_metrics`] counts requests by route
+//! template, method and status. [`ApiDoc`] builds the OpenAPI 3.1 document
+//! from the derive, and [`docs_routes`] serves it at `/openapi.json` with an
+//! interactive page at `/docs` (assets built in, no network).
 //!
 //! ```no_run
 //! # async fn demo<E>(keel: keel::Keel) where E: keel::Resource, E::Create: serde::de::DeserializeOwned, E::Patch: serde::de::DeserializeOwned {
@@ -34,12 +39,18 @@
 //! ```
 
 mod error;
+mod openapi;
 mod ops;
+mod rate;
 mod resource;
 
 pub use error::{ApiError, status_of};
+pub use openapi::{ApiDoc, docs_routes};
 pub use ops::{http_metrics, ops_routes};
-pub use resource::{BODY_LIMIT, resource};
+pub use rate::RateLimit;
+pub use resource::{
+    Access, Authorize, BODY_LIMIT, Operation, Routes, resource, routes, writes_need_identity,
+};
 
 use std::convert::Infallible;
 

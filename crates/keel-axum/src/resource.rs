@@ -6,36 +6,277 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use keel::{BaseService, Error, HistoryQuery, ListQuery, Resource};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::{ApiError, Ctx};
+use std::sync::Arc;
+
+use axum::Extension;
+
+use crate::{ApiError, Ctx, Identity};
 
 /// The default body limit: 1 MiB (413 beyond).
 pub const BODY_LIMIT: usize = 1 << 20;
 
-/// The routes of resource `E` (see the crate documentation), with the
-/// default body limit.
+/// The routes of resource `E` (see the crate documentation), open to every
+/// caller, with the default body limit. [`routes`] adds authorisation.
 pub fn resource<E>(service: BaseService<E>) -> Router
 where
     E: Resource,
     E::Create: DeserializeOwned,
     E::Patch: DeserializeOwned,
 {
-    let plural = E::PLURAL;
-    Router::new()
-        .route(&format!("/{plural}"), get(list::<E>).post(create::<E>))
-        .route(&format!("/{plural}/count"), get(count::<E>))
-        .route(
-            &format!("/{plural}/{{id}}"),
-            get(get_one::<E>).patch(patch::<E>).delete(delete::<E>),
+    routes(service).into_router()
+}
+
+/// The routes of resource `E`, to be configured: authorisation per
+/// operation, body limit.
+///
+/// ```no_run
+/// # async fn demo<E>(service: keel::BaseService<E>) where E: keel::Resource, E::Create: serde::de::DeserializeOwned, E::Patch: serde::de::DeserializeOwned {
+/// use keel_axum::{Access, ApiError};
+/// let router = keel_axum::routes(service)
+///     .authorize(|access: &Access<'_>| match access.identity {
+///         None if access.operation.is_write() => Err(ApiError::unauthenticated("sign in to write")),
+///         Some(who) if access.operation == keel_axum::Operation::Delete && who.actor != "admin" => {
+///             Err(keel::Error::PermissionDenied { message: "only admin deletes".into() }.into())
+///         }
+///         _ => Ok(()),
+///     })
+///     .into_router();
+/// # }
+/// ```
+pub fn routes<E: Resource>(service: BaseService<E>) -> Routes<E> {
+    Routes {
+        service,
+        policy: Arc::new(|_: &Access<'_>| Ok(())),
+        body_limit: BODY_LIMIT,
+        operations: Operation::ALL.to_vec(),
+    }
+}
+
+/// The routes of one resource being configured; see [`routes`].
+pub struct Routes<E: Resource> {
+    service: BaseService<E>,
+    policy: Arc<dyn Authorize>,
+    body_limit: usize,
+    operations: Vec<Operation>,
+}
+
+impl<E> Routes<E>
+where
+    E: Resource,
+    E::Create: DeserializeOwned,
+    E::Patch: DeserializeOwned,
+{
+    /// Decides, before each operation runs, whether the caller may do it:
+    /// `Err` is answered as is (`401 UNAUTHENTICATED`, `403
+    /// PERMISSION_DENIED`, ...) and nothing is read or written.
+    #[must_use]
+    pub fn authorize(mut self, policy: impl Authorize) -> Self {
+        self.policy = Arc::new(policy);
+        self
+    }
+
+    /// Serves only these operations (the others' routes do not exist, so
+    /// the application can serve its own there, such as a create that runs a
+    /// transaction of its own).
+    #[must_use]
+    pub fn only(mut self, operations: &[Operation]) -> Self {
+        self.operations = operations.to_vec();
+        self
+    }
+
+    /// The largest body accepted (413 beyond); default [`BODY_LIMIT`].
+    #[must_use]
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// The router.
+    pub fn into_router(self) -> Router<()> {
+        let plural = E::PLURAL;
+        let has = |op: Operation| self.operations.contains(&op);
+        let state = Shared {
+            service: self.service.clone(),
+            policy: Arc::clone(&self.policy),
+        };
+        let mut collection = MethodRouter::new();
+        if has(Operation::List) {
+            collection = collection.get(list::<E>);
+        }
+        if has(Operation::Create) {
+            collection = collection.post(create::<E>);
+        }
+        let mut one = MethodRouter::new();
+        if has(Operation::Get) {
+            one = one.get(get_one::<E>);
+        }
+        if has(Operation::Update) {
+            one = one.patch(patch::<E>);
+        }
+        if has(Operation::Delete) {
+            one = one.delete(delete::<E>);
+        }
+        let mut router = Router::new();
+        if has(Operation::List) || has(Operation::Create) {
+            router = router.route(&format!("/{plural}"), collection);
+        }
+        if has(Operation::Count) {
+            router = router.route(&format!("/{plural}/count"), get(count::<E>));
+        }
+        if has(Operation::Get) || has(Operation::Update) || has(Operation::Delete) {
+            router = router.route(&format!("/{plural}/{{id}}"), one);
+        }
+        if has(Operation::History) {
+            router = router.route(&format!("/{plural}/{{id}}/history"), get(history::<E>));
+        }
+        if has(Operation::Restore) && E::COLUMNS.deleted_at.is_some() {
+            router = router.route(&format!("/{plural}/{{id}}/restore"), post(restore::<E>));
+        }
+        router
+            .layer(DefaultBodyLimit::max(self.body_limit))
+            .with_state(state)
+    }
+}
+
+impl<E> From<Routes<E>> for Router
+where
+    E: Resource,
+    E::Create: DeserializeOwned,
+    E::Patch: DeserializeOwned,
+{
+    fn from(routes: Routes<E>) -> Router {
+        routes.into_router()
+    }
+}
+
+/// One operation of a resource's routes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Operation {
+    /// `GET /{plural}`
+    List,
+    /// `GET /{plural}/count`
+    Count,
+    /// `GET /{plural}/{id}`
+    Get,
+    /// `POST /{plural}`
+    Create,
+    /// `PATCH /{plural}/{id}`
+    Update,
+    /// `DELETE /{plural}/{id}`
+    Delete,
+    /// `GET /{plural}/{id}/history`
+    History,
+    /// `POST /{plural}/{id}/restore`
+    Restore,
+}
+
+impl Operation {
+    /// Every operation.
+    pub const ALL: [Operation; 8] = [
+        Operation::List,
+        Operation::Count,
+        Operation::Get,
+        Operation::Create,
+        Operation::Update,
+        Operation::Delete,
+        Operation::History,
+        Operation::Restore,
+    ];
+
+    /// Whether the operation writes (create, update, delete, restore).
+    pub fn is_write(self) -> bool {
+        matches!(
+            self,
+            Operation::Create | Operation::Update | Operation::Delete | Operation::Restore
         )
-        .route(&format!("/{plural}/{{id}}/history"), get(history::<E>))
-        .route(&format!("/{plural}/{{id}}/restore"), post(restore::<E>))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(service)
+    }
+}
+
+/// What a request asks to do, for an [`Authorize`] policy to judge.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct Access<'a> {
+    /// The resource's name, such as `product`.
+    pub resource: &'static str,
+    /// The operation.
+    pub operation: Operation,
+    /// The row's id as the path gave it, for operations on one row.
+    pub id: Option<&'a str>,
+    /// Who is calling, when authentication put an [`Identity`] in the
+    /// request; `None` for an anonymous caller.
+    pub identity: Option<&'a Identity>,
+}
+
+/// A per-route authorisation policy: called before each operation.
+/// Any `Fn(&Access<'_>) -> Result<(), ApiError>` is one.
+pub trait Authorize: Send + Sync + 'static {
+    /// `Ok` lets the operation run; `Err` is the answer.
+    fn authorize(&self, access: &Access<'_>) -> Result<(), ApiError>;
+}
+
+impl<F> Authorize for F
+where
+    F: Fn(&Access<'_>) -> Result<(), ApiError> + Send + Sync + 'static,
+{
+    fn authorize(&self, access: &Access<'_>) -> Result<(), ApiError> {
+        self(access)
+    }
+}
+
+/// A policy: reads are open, writes need an [`Identity`] (else `401
+/// UNAUTHENTICATED`).
+pub fn writes_need_identity(access: &Access<'_>) -> Result<(), ApiError> {
+    if access.operation.is_write() && access.identity.is_none() {
+        return Err(ApiError::unauthenticated(
+            "this operation needs a valid bearer token",
+        ));
+    }
+    Ok(())
+}
+
+struct Shared<E: Resource> {
+    service: BaseService<E>,
+    policy: Arc<dyn Authorize>,
+}
+
+impl<E: Resource> Clone for Shared<E> {
+    fn clone(&self) -> Self {
+        Shared {
+            service: self.service.clone(),
+            policy: Arc::clone(&self.policy),
+        }
+    }
+}
+
+impl<E: Resource> Shared<E> {
+    /// The service, once the policy allows the operation.
+    fn allow(
+        &self,
+        operation: Operation,
+        id: Option<&str>,
+        identity: Option<&Identity>,
+    ) -> Result<&BaseService<E>, ApiError> {
+        self.policy.authorize(&Access {
+            resource: E::NAME,
+            operation,
+            id,
+            identity,
+        })?;
+        Ok(&self.service)
+    }
+}
+
+/// The caller's identity, when authentication set one.
+type Who = Option<Extension<Identity>>;
+
+fn who(who: &Who) -> Option<&Identity> {
+    who.as_ref().map(|Extension(identity)| identity)
 }
 
 type Reply = Result<Response, ApiError>;
@@ -141,13 +382,15 @@ fn row_response<E: Resource>(status: StatusCode, row: &E::Model) -> Response {
 }
 
 async fn list<E: Resource>(
-    State(service): State<BaseService<E>>,
+    State(shared): State<Shared<E>>,
     ctx: Ctx,
+    identity: Who,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Reply {
     with_id(
         &ctx,
         async {
+            let service = shared.allow(Operation::List, None, who(&identity))?;
             let Query(params) = params?;
             let page = service.list(&ctx.0, &params.query()).await?;
             Ok(Json(page).into_response())
@@ -157,13 +400,15 @@ async fn list<E: Resource>(
 }
 
 async fn count<E: Resource>(
-    State(service): State<BaseService<E>>,
+    State(shared): State<Shared<E>>,
     ctx: Ctx,
+    identity: Who,
     params: Result<Query<CountParams>, QueryRejection>,
 ) -> Reply {
     with_id(
         &ctx,
         async {
+            let service = shared.allow(Operation::Count, None, who(&identity))?;
             let Query(params) = params?;
             let mut q = ListQuery::new().show_deleted(params.show_deleted.unwrap_or(false));
             if let Some(f) = params.filter.filter(|f| !f.trim().is_empty()) {
@@ -177,14 +422,16 @@ async fn count<E: Resource>(
 }
 
 async fn get_one<E: Resource>(
-    State(service): State<BaseService<E>>,
+    State(shared): State<Shared<E>>,
     ctx: Ctx,
+    identity: Who,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Reply {
     with_id(
         &ctx,
         async {
+            let service = shared.allow(Operation::Get, Some(&id), who(&identity))?;
             let id = parse_id::<E>(&id)?;
             let row = service.get(&ctx.0, id).await?;
             let current = BaseService::<E>::version_of(&row);
@@ -206,8 +453,9 @@ async fn get_one<E: Resource>(
 }
 
 async fn create<E>(
-    State(service): State<BaseService<E>>,
+    State(shared): State<Shared<E>>,
     ctx: Ctx,
+    identity: Who,
     body: Result<Json<E::Create>, JsonRejection>,
 ) -> Reply
 where
@@ -217,6 +465,7 @@ where
     with_id(
         &ctx,
         async {
+            let service = shared.allow(Operation::Create, None, who(&identity))?;
             let Json(input) = body?;
             let row = service.create(&ctx.0, input).await?;
             let mut response = row_response::<E>(StatusCode::CREATED, &row);
@@ -242,8 +491,9 @@ fn sea_orm_key<E: Resource>(row: &E::Model) -> String {
 }
 
 async fn patch<E>(
-    State(service): State<BaseService<E>>,
+    State(shared): State<Shared<E>>,
     ctx: Ctx,
+    identity: Who,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Json<E::Patch>, JsonRejection>,
@@ -255,6 +505,7 @@ where
     with_id(
         &ctx,
         async {
+            let service = shared.allow(Operation::Update, Some(&id), who(&identity))?;
             let id = parse_id::<E>(&id)?;
             let expected = if_match(&headers)?;
             let Json(mut patch) = body?;
@@ -272,14 +523,16 @@ where
 }
 
 async fn delete<E: Resource>(
-    State(service): State<BaseService<E>>,
+    State(shared): State<Shared<E>>,
     ctx: Ctx,
+    identity: Who,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Reply {
     with_id(
         &ctx,
         async {
+            let service = shared.allow(Operation::Delete, Some(&id), who(&identity))?;
             let id = parse_id::<E>(&id)?;
             let expected = if_match(&headers)?;
             match expected {
@@ -294,13 +547,15 @@ async fn delete<E: Resource>(
 }
 
 async fn restore<E: Resource>(
-    State(service): State<BaseService<E>>,
+    State(shared): State<Shared<E>>,
     ctx: Ctx,
+    identity: Who,
     Path(id): Path<String>,
 ) -> Reply {
     with_id(
         &ctx,
         async {
+            let service = shared.allow(Operation::Restore, Some(&id), who(&identity))?;
             let id = parse_id::<E>(&id)?;
             let row = service.restore(&ctx.0, id).await?;
             Ok(row_response::<E>(StatusCode::OK, &row))
@@ -310,14 +565,16 @@ async fn restore<E: Resource>(
 }
 
 async fn history<E: Resource>(
-    State(service): State<BaseService<E>>,
+    State(shared): State<Shared<E>>,
     ctx: Ctx,
+    identity: Who,
     Path(id): Path<String>,
     params: Result<Query<HistoryParams>, QueryRejection>,
 ) -> Reply {
     with_id(
         &ctx,
         async {
+            let service = shared.allow(Operation::History, Some(&id), who(&identity))?;
             let id = parse_id::<E>(&id)?;
             let Query(params) = params?;
             let query = HistoryQuery {

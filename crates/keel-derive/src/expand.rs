@@ -5,7 +5,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote};
 use syn::Ident;
 
-use crate::ast::{EntityModel, FieldModel};
+use crate::ast::{EntityModel, FieldModel, TypeKind};
 use crate::attr::{Op, Role, Rule};
 use crate::valid::{Column, Plan};
 
@@ -54,6 +54,11 @@ pub(crate) fn service(plan: &Plan<'_>) -> TokenStream {
     let deleted_at = some_column(plan.soft_delete);
 
     let fields = plan.columns.iter().map(field_entry);
+    let pk_name = plan.pk.map(FieldModel::name);
+    let schema = plan
+        .columns
+        .iter()
+        .map(|c| schema_entry(c, pk_name.as_deref() == Some(c.field.name().as_str())));
     let names = |pick: fn(&FieldModel<'_>) -> bool| -> Vec<String> {
         plan.model
             .columns()
@@ -200,6 +205,11 @@ pub(crate) fn service(plan: &Plan<'_>) -> TokenStream {
                     tenant: #tenant,
                 };
                 const FIELDS: &'static [::keel::__private::Field<Self>] = &[#(#fields),*];
+                const SCHEMA: &'static [::keel::__private::FieldSchema] = {
+                    use ::core::option::Option::{None, Some};
+                    use ::keel::__private::{FieldSchema, SchemaType};
+                    &[#(#schema),*]
+                };
                 #audit_consts
                 #cache
 
@@ -267,6 +277,81 @@ fn field_entry(column: &Column<'_>) -> TokenStream {
         entry = quote!(#entry.unique());
     }
     entry
+}
+
+/// The `FieldSchema` of a column: its JSON type, whether it is input, its rules.
+fn schema_entry(column: &Column<'_>, key: bool) -> TokenStream {
+    let name = column.field.name();
+    let ty = match column.field.kind {
+        TypeKind::Int => {
+            let wide = matches!(
+                last_segment(column.field.inner).as_deref(),
+                Some("i64" | "u64" | "i128" | "u128" | "isize" | "usize" | "u32")
+            );
+            if wide { "Int64" } else { "Int32" }
+        }
+        TypeKind::Float => "Number",
+        TypeKind::Decimal => "Decimal",
+        TypeKind::Text => "String",
+        TypeKind::Bool => "Boolean",
+        TypeKind::Uuid => "Uuid",
+        TypeKind::Timestamp => "DateTime",
+        TypeKind::Date => "Date",
+        TypeKind::Time => "Time",
+        TypeKind::Json => "Json",
+        TypeKind::Bytes => "Bytes",
+        TypeKind::Other => "Any",
+    };
+    let ty = Ident::new(ty, Span::call_site());
+    let (nullable, in_create, in_patch) =
+        (column.field.optional, column.in_create, column.in_patch);
+    let mut entry =
+        quote!(FieldSchema::new(#name, SchemaType::#ty).io(#nullable, #in_create, #in_patch, #key));
+    for rule in &column.rules {
+        let set = match &rule.value {
+            Rule::Length { min, max } => {
+                let short = |v: Option<u64>| match v {
+                    Some(n) => quote!(Some(#n)),
+                    None => quote!(None),
+                };
+                let (min, max) = (short(*min), short(*max));
+                quote!(.length(#min, #max))
+            }
+            Rule::Range { min, max } => {
+                let bound = |b: &Option<syn::Lit>| match b.as_ref().and_then(lit_f64) {
+                    Some(v) => {
+                        let abs = proc_macro2::Literal::f64_suffixed(v.abs());
+                        let sign = (v < 0.0).then(|| quote!(-));
+                        quote!(Some(#sign #abs))
+                    }
+                    None => quote!(None),
+                };
+                let (min, max) = (bound(min), bound(max));
+                quote!(.range(#min, #max))
+            }
+            Rule::Email => quote!(.format("email")),
+            Rule::Url => quote!(.format("uri")),
+            Rule::Regex(pattern) => quote!(.pattern(#pattern)),
+            Rule::Custom(_) => continue,
+        };
+        entry = quote!(#entry #set);
+    }
+    entry
+}
+
+fn lit_f64(lit: &syn::Lit) -> Option<f64> {
+    match lit {
+        syn::Lit::Int(i) => i.base10_parse::<f64>().ok(),
+        syn::Lit::Float(f) => f.base10_parse::<f64>().ok(),
+        _ => None,
+    }
+}
+
+fn last_segment(ty: &syn::Type) -> Option<String> {
+    match crate::ast::ungroup(ty) {
+        syn::Type::Path(path) => path.path.segments.last().map(|s| s.ident.to_string()),
+        _ => None,
+    }
 }
 
 /// `NewX` or `XPatch`.

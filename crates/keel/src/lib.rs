@@ -104,7 +104,9 @@ pub use keel_derive::Audit;
 /// [derive's documentation](keel_derive::Service).
 pub use keel_derive::Service;
 pub use query::{ListQuery, Page, PageConfig, QueryLimits};
-pub use resource::{CachePolicy, Columns, Field, Key, Ops, Resource, WriteAction};
+pub use resource::{
+    CachePolicy, Columns, Field, FieldSchema, Key, Ops, Resource, SchemaType, WriteAction,
+};
 pub use service::BaseService;
 
 /// Re-export of the sea-orm version Keel is built on.
@@ -125,8 +127,8 @@ pub mod __private {
     pub use crate::audit::{self, Audit, Change};
     pub use crate::validate;
     pub use crate::{
-        BaseService, CachePolicy, Columns, Field, FieldError, Ops, Resource, ValidationErrors,
-        WriteAction,
+        BaseService, CachePolicy, Columns, Field, FieldError, FieldSchema, Ops, Resource,
+        SchemaType, ValidationErrors, WriteAction,
     };
     pub use regex;
     pub use sea_orm;

@@ -51,6 +51,12 @@ impl Metrics {
     /// (once; later calls return the same one). Fails if another recorder
     /// was installed first.
     pub fn install() -> Result<Metrics> {
+        // One installer at a time: a second caller racing the first would
+        // otherwise see the global recorder taken but no handle yet.
+        static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = INSTALLING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(handle) = HANDLE.get() {
             return Ok(Metrics {
                 handle: handle.clone(),

@@ -9,11 +9,13 @@
 mod field;
 mod key;
 mod policy;
+mod schema;
 pub(crate) mod value;
 
 pub use field::{Columns, Field, Ops};
 pub use key::Key;
 pub use policy::{CachePolicy, WriteAction};
+pub use schema::{FieldSchema, SchemaType};
 
 use sea_orm::{EntityTrait, IntoActiveModel};
 use serde::Serialize;
@@ -136,6 +138,9 @@ pub trait Resource:
     /// The API fields the query language and error messages know about, with
     /// their allowed filter operators and whether they sort and are unique.
     const FIELDS: &'static [Field<Self>] = &[];
+    /// Every field of the model as a client sees it (JSON type, input or
+    /// server-owned, validation rules): what the OpenAPI document is made of.
+    const SCHEMA: &'static [FieldSchema] = &[];
 
     /// Fields the audit log and events record as changed but show as
     /// `"[redacted]"` (`#[audit(redact)]` with the derive).

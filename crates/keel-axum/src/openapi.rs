@@ -1,0 +1,637 @@
+//! The OpenAPI 3.1 document of a set of resources, made from what the derive
+//! knows of each field ([`keel::FieldSchema`]), and the routes that serve it.
+
+use axum::Router;
+use keel::{FieldSchema, Resource, SchemaType};
+use serde_json::{Map, Value, json};
+use utoipa::openapi::OpenApi;
+
+use crate::Operation;
+
+/// Builds the OpenAPI 3.1 document of an API: each resource's routes (as
+/// [`resource`](crate::resource) serves them), its schemas (the row, the
+/// create input, the patch, a list page), the error envelope, and the health
+/// and metrics routes.
+///
+/// ```
+/// # mod product {
+/// #     use sea_orm::entity::prelude::*;
+/// #     #[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize, keel::Service)]
+/// #     #[sea_orm(table_name = "products")]
+/// #     pub struct Model { #[sea_orm(primary_key)] pub id: i64, pub sku: String }
+/// #     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+/// #     pub enum Relation {}
+/// #     impl ActiveModelBehavior for ActiveModel {}
+/// # }
+/// let doc = keel_axum::ApiDoc::new("shop", "1.0.0")
+///     .resource::<product::Entity>()
+///     .ops()
+///     .build();
+/// assert!(doc.paths.paths.contains_key("/products/{id}"));
+/// ```
+#[derive(Clone, Debug)]
+pub struct ApiDoc {
+    title: String,
+    version: String,
+    description: Option<String>,
+    paths: Map<String, Value>,
+    schemas: Map<String, Value>,
+    bearer: bool,
+}
+
+impl ApiDoc {
+    /// An empty document with the API's title and version.
+    pub fn new(title: impl Into<String>, version: impl Into<String>) -> Self {
+        let mut schemas = Map::new();
+        schemas.insert("Error".into(), error_schema());
+        schemas.insert("Count".into(), count_schema());
+        ApiDoc {
+            title: title.into(),
+            version: version.into(),
+            description: None,
+            paths: Map::new(),
+            schemas,
+            bearer: false,
+        }
+    }
+
+    /// A description of the API (Markdown).
+    #[must_use]
+    pub fn description(mut self, text: impl Into<String>) -> Self {
+        self.description = Some(text.into());
+        self
+    }
+
+    /// Declares bearer-token authentication (`Authorization: Bearer ...`),
+    /// required on the write operations.
+    #[must_use]
+    pub fn bearer_auth(mut self) -> Self {
+        self.bearer = true;
+        self
+    }
+
+    /// Adds the routes and schemas of resource `E`.
+    #[must_use]
+    pub fn resource<E: Resource>(self) -> Self {
+        self.resource_only::<E>(&Operation::ALL)
+    }
+
+    /// Adds the routes of resource `E` that serve these operations (as
+    /// [`Routes::only`](crate::Routes::only)), and its schemas.
+    #[must_use]
+    pub fn resource_only<E: Resource>(mut self, operations: &[Operation]) -> Self {
+        let doc = ResourceDoc::<E>::new();
+        for (name, schema) in doc.schemas() {
+            self.schemas.insert(name, schema);
+        }
+        let many = E::PLURAL;
+        let place = |op: Operation| match op {
+            Operation::List => (format!("/{many}"), "get"),
+            Operation::Create => (format!("/{many}"), "post"),
+            Operation::Count => (format!("/{many}/count"), "get"),
+            Operation::Get => (format!("/{many}/{{id}}"), "get"),
+            Operation::Update => (format!("/{many}/{{id}}"), "patch"),
+            Operation::Delete => (format!("/{many}/{{id}}"), "delete"),
+            Operation::History => (format!("/{many}/{{id}}/history"), "get"),
+            Operation::Restore => (format!("/{many}/{{id}}/restore"), "post"),
+        };
+        let served: Vec<(String, &str)> = operations.iter().map(|op| place(*op)).collect();
+        for (path, mut item) in doc.paths(self.bearer) {
+            if let Value::Object(methods) = &mut item {
+                methods.retain(|method, _| served.iter().any(|(p, m)| *p == path && m == method));
+                if methods.is_empty() {
+                    continue;
+                }
+            }
+            self = self.path(path, item);
+        }
+        self
+    }
+
+    /// Adds the routes of [`ops_routes`](crate::ops_routes): `/health`,
+    /// `/health/live`, `/health/ready`, `/metrics`.
+    #[must_use]
+    pub fn ops(mut self) -> Self {
+        let probe = |summary: &str, id: &str| {
+            json!({"get": {
+                "tags": ["operations"],
+                "summary": summary,
+                "operationId": id,
+                "responses": {
+                    "200": {"description": "yes", "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "503": {"description": "no", "content": {"application/json": {"schema": {"type": "object"}}}},
+                },
+            }})
+        };
+        self.paths.insert(
+            "/health".into(),
+            probe(
+                "The health report: status, every check's state, latency and last error",
+                "health",
+            ),
+        );
+        self.paths.insert(
+            "/health/live".into(),
+            probe("Liveness: whether the process should be restarted", "live"),
+        );
+        self.paths.insert(
+            "/health/ready".into(),
+            probe("Readiness: whether the instance takes traffic", "ready"),
+        );
+        self.paths.insert(
+            "/metrics".into(),
+            json!({"get": {
+                "tags": ["operations"],
+                "summary": "Prometheus metrics (text exposition format)",
+                "operationId": "metrics",
+                "responses": {"200": {"description": "the metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            }}),
+        );
+        self
+    }
+
+    /// Adds one path item of the application's own (an OpenAPI Path Item
+    /// object as JSON), such as a route that is not a resource's.
+    #[must_use]
+    pub fn path(mut self, path: impl Into<String>, item: Value) -> Self {
+        let path = path.into();
+        match (self.paths.get_mut(&path), item) {
+            (Some(Value::Object(existing)), Value::Object(more)) => existing.extend(more),
+            (_, item) => {
+                self.paths.insert(path, item);
+            }
+        }
+        self
+    }
+
+    /// Adds one schema of the application's own under `#/components/schemas/{name}`.
+    #[must_use]
+    pub fn schema(mut self, name: impl Into<String>, schema: Value) -> Self {
+        self.schemas.insert(name.into(), schema);
+        self
+    }
+
+    /// The document as JSON.
+    pub fn to_json(&self) -> Value {
+        let mut components = json!({ "schemas": self.schemas });
+        if self.bearer {
+            components["securitySchemes"] = json!({
+                "bearer": {"type": "http", "scheme": "bearer"}
+            });
+        }
+        let mut info = json!({ "title": self.title, "version": self.version });
+        if let Some(d) = &self.description {
+            info["description"] = json!(d);
+        }
+        json!({
+            "openapi": "3.1.0",
+            "info": info,
+            "paths": self.paths,
+            "components": components,
+        })
+    }
+
+    /// The document as utoipa's [`OpenApi`], to merge with documents of the
+    /// application's own or to serve.
+    ///
+    /// # Panics
+    ///
+    /// Never for a document made by this builder (the JSON it writes is a
+    /// valid OpenAPI object; a test checks each shape).
+    pub fn build(&self) -> OpenApi {
+        serde_json::from_value(self.to_json())
+            .expect("the document built from the resources is a valid OpenAPI object")
+    }
+}
+
+/// `GET /openapi.json` (the document) and `/docs` (an interactive page, from
+/// assets built into the binary: no network at build or run time).
+pub fn docs_routes(openapi: OpenApi) -> Router {
+    utoipa_swagger_ui::SwaggerUi::new("/docs")
+        .url("/openapi.json", openapi)
+        .into()
+}
+
+/// `order_line` → `OrderLine`.
+fn type_name(name: &str) -> String {
+    name.split('_')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map_or_else(String::new, |c| {
+                c.to_uppercase().chain(chars).collect::<String>()
+            })
+        })
+        .collect()
+}
+
+fn reference(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn error_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "Every error: a stable `code` (such as `NOT_FOUND`, `VALIDATION_FAILED`, `INSUFFICIENT_STOCK`), a message safe to show, and details (the request id; for validation, one entry per field with a JSON pointer).",
+        "required": ["error"],
+        "properties": {"error": {
+            "type": "object",
+            "required": ["type", "code", "message", "details"],
+            "properties": {
+                "type": {"type": "string", "examples": ["validation"]},
+                "code": {"type": "string", "examples": ["VALIDATION_FAILED"]},
+                "message": {"type": "string"},
+                "details": {"type": "object"},
+            },
+        }},
+    })
+}
+
+fn count_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["count"],
+        "properties": {"count": {"type": "integer", "format": "int64", "minimum": 0}},
+    })
+}
+
+fn field_type(field: &FieldSchema) -> Value {
+    let mut schema = match field.ty {
+        SchemaType::Int32 => json!({"type": "integer", "format": "int32"}),
+        SchemaType::Int64 => json!({"type": "integer", "format": "int64"}),
+        SchemaType::Number => json!({"type": "number", "format": "double"}),
+        SchemaType::Decimal => json!({"type": "string", "format": "decimal"}),
+        SchemaType::String => json!({"type": "string"}),
+        SchemaType::Boolean => json!({"type": "boolean"}),
+        SchemaType::Uuid => json!({"type": "string", "format": "uuid"}),
+        SchemaType::DateTime => json!({"type": "string", "format": "date-time"}),
+        SchemaType::Date => json!({"type": "string", "format": "date"}),
+        SchemaType::Time => json!({"type": "string", "format": "time"}),
+        SchemaType::Bytes => json!({"type": "string", "contentEncoding": "base64"}),
+        _ => json!({}),
+    };
+    let object = schema.as_object_mut().expect("a schema is an object");
+    if let Some(n) = field.min_length {
+        object.insert("minLength".into(), json!(n));
+    }
+    if let Some(n) = field.max_length {
+        object.insert("maxLength".into(), json!(n));
+    }
+    if let Some(n) = field.minimum {
+        object.insert("minimum".into(), number(n));
+    }
+    if let Some(n) = field.maximum {
+        object.insert("maximum".into(), number(n));
+    }
+    if let Some(p) = field.pattern {
+        object.insert("pattern".into(), json!(p));
+    }
+    if let Some(f) = field.format {
+        object.insert("format".into(), json!(f));
+    }
+    if field.nullable
+        && let Some(ty) = object.get("type").cloned()
+    {
+        object.insert("type".into(), json!([ty, "null"]));
+    }
+    schema
+}
+
+/// Whole numbers as integers (`0`, not `0.0`).
+fn number(n: f64) -> Value {
+    if n.fract() == 0.0 && n.abs() < 9.0e15 {
+        #[allow(clippy::cast_possible_truncation)]
+        let whole = n as i64;
+        json!(whole)
+    } else {
+        json!(n)
+    }
+}
+
+/// The document parts of one resource.
+struct ResourceDoc<E> {
+    name: String,
+    _entity: std::marker::PhantomData<E>,
+}
+
+impl<E: Resource> ResourceDoc<E> {
+    fn new() -> Self {
+        ResourceDoc {
+            name: type_name(E::NAME),
+            _entity: std::marker::PhantomData,
+        }
+    }
+
+    fn soft_delete(&self) -> bool {
+        E::COLUMNS.deleted_at.is_some()
+    }
+
+    fn schemas(&self) -> Vec<(String, Value)> {
+        let name = &self.name;
+        let object = |fields: &mut dyn Iterator<Item = &FieldSchema>,
+                      required: &dyn Fn(&FieldSchema) -> bool,
+                      read_only: bool,
+                      description: String| {
+            let mut properties = Map::new();
+            let mut req = Vec::new();
+            for f in fields {
+                let mut schema = field_type(f);
+                if read_only && !f.in_create && !f.in_patch {
+                    schema["readOnly"] = json!(true);
+                }
+                properties.insert(f.name.into(), schema);
+                if required(f) {
+                    req.push(f.name);
+                }
+            }
+            json!({
+                "type": "object",
+                "description": description,
+                "properties": properties,
+                "required": req,
+                "additionalProperties": read_only,
+            })
+        };
+        let row = object(
+            &mut E::SCHEMA.iter(),
+            &|_| true,
+            true,
+            format!("A {}.", E::NAME),
+        );
+        let create = object(
+            &mut E::SCHEMA.iter().filter(|f| f.in_create),
+            &|f| !f.nullable,
+            false,
+            format!(
+                "The input that creates a {}: server-owned fields are not part of it; unknown fields are refused.",
+                E::NAME
+            ),
+        );
+        let patch = object(
+            &mut E::SCHEMA.iter().filter(|f| f.in_patch),
+            &|_| false,
+            false,
+            format!(
+                "A partial update of a {}: absent fields keep their value, `null` clears a nullable one.",
+                E::NAME
+            ),
+        );
+        let page = json!({
+            "type": "object",
+            "required": ["items"],
+            "properties": {
+                "items": {"type": "array", "items": reference(name)},
+                "next_page_token": {"type": "string", "description": "Pass as `page_token` for the next page; absent on the last page."},
+                "total_size": {"type": "integer", "format": "int64", "description": "The number of matching rows, with `count=true`."},
+            },
+        });
+        vec![
+            (name.clone(), row),
+            (format!("New{name}"), create),
+            (format!("{name}Patch"), patch),
+            (format!("{name}Page"), page),
+            ("AuditPage".into(), audit_page()),
+        ]
+    }
+
+    fn key_schema(&self) -> Value {
+        E::SCHEMA
+            .iter()
+            .find(|f| f.key)
+            .map_or_else(|| json!({"type": "string"}), field_type)
+    }
+
+    fn paths(&self, bearer: bool) -> Vec<(String, Value)> {
+        let (name, one, many) = (&self.name, E::NAME, E::PLURAL);
+        let tag = json!([many]);
+        let security = if bearer {
+            json!([{"bearer": []}])
+        } else {
+            json!([])
+        };
+        let error = |description: &str| json!({"description": description, "content": {"application/json": {"schema": reference("Error")}}});
+        let row = |description: &str| {
+            json!({
+                "description": description,
+                "headers": {"ETag": {"description": "The version, such as \"3\"", "schema": {"type": "string"}}},
+                "content": {"application/json": {"schema": reference(name)}},
+            })
+        };
+        let id = json!({"name": "id", "in": "path", "required": true, "schema": self.key_schema()});
+        let query = |param: &str, schema: Value, description: String| json!({"name": param, "in": "query", "required": false, "schema": schema, "description": description});
+        let sortable: Vec<&str> = E::FIELDS
+            .iter()
+            .filter(|f| f.sortable)
+            .map(|f| f.name)
+            .collect();
+        let filterable: Vec<String> = E::FIELDS
+            .iter()
+            .filter(|f| !f.ops.is_empty())
+            .map(|f| format!("`{}` ({})", f.name, f.ops))
+            .collect();
+        let filter = query(
+            "filter",
+            json!({"type": "string"}),
+            format!(
+                "A filter such as `price_cents > 100 AND name : \"lamp\"`; fields and operators: {}.",
+                filterable.join(", ")
+            ),
+        );
+        let mut list_params = vec![
+            filter.clone(),
+            query(
+                "order_by",
+                json!({"type": "string"}),
+                format!(
+                    "Fields with `asc`/`desc`, comma-separated; one of {}. Default: the key.",
+                    sortable.join(", ")
+                ),
+            ),
+            query(
+                "page_size",
+                json!({"type": "integer", "minimum": 1, "maximum": 100}),
+                "Rows per page (default 20).".into(),
+            ),
+            query(
+                "page_token",
+                json!({"type": "string"}),
+                "The `next_page_token` of the previous page.".into(),
+            ),
+            query(
+                "skip",
+                json!({"type": "integer", "minimum": 0}),
+                "Rows to skip before the page.".into(),
+            ),
+            query(
+                "count",
+                json!({"type": "boolean"}),
+                "Also answer `total_size`.".into(),
+            ),
+        ];
+        let mut count_params = vec![filter];
+        if self.soft_delete() {
+            let show = query(
+                "show_deleted",
+                json!({"type": "boolean"}),
+                "Include soft-deleted rows.".into(),
+            );
+            list_params.push(show.clone());
+            count_params.push(show);
+        }
+        let if_match = json!({"name": "If-Match", "in": "header", "required": false, "schema": {"type": "string"},
+            "description": "Apply only if the row is at this version (its ETag); else 412."});
+        let body = |schema: String| json!({"required": true, "content": {"application/json": {"schema": reference(&schema)}}});
+        let write_errors = |extra: &[(&str, &str)]| {
+            let mut responses = Map::new();
+            responses.insert(
+                "400".into(),
+                error("INVALID_ARGUMENT: a malformed id, JSON body or header"),
+            );
+            if bearer {
+                responses.insert(
+                    "401".into(),
+                    error("UNAUTHENTICATED: no valid bearer token"),
+                );
+            }
+            responses.insert("403".into(), error("PERMISSION_DENIED"));
+            for (status, text) in extra {
+                responses.insert((*status).into(), error(text));
+            }
+            responses
+        };
+
+        let mut create_responses = write_errors(&[
+            ("409", "ALREADY_EXISTS: a unique field collides"),
+            ("413", "PAYLOAD_TOO_LARGE"),
+            (
+                "415",
+                "UNSUPPORTED_MEDIA_TYPE: the body is not sent as JSON",
+            ),
+            (
+                "422",
+                "VALIDATION_FAILED: one entry per field, with a JSON pointer",
+            ),
+        ]);
+        let mut created = row(&format!("The new {one}"));
+        created["headers"]["Location"] =
+            json!({"description": "The new row's URL", "schema": {"type": "string"}});
+        create_responses.insert("201".into(), created);
+
+        let mut patch_responses = write_errors(&[
+            ("404", "NOT_FOUND"),
+            ("409", "ALREADY_EXISTS or VERSION_CONFLICT"),
+            ("412", "PRECONDITION_FAILED: If-Match names another version"),
+            ("413", "PAYLOAD_TOO_LARGE"),
+            ("415", "UNSUPPORTED_MEDIA_TYPE"),
+            ("422", "VALIDATION_FAILED"),
+        ]);
+        patch_responses.insert("200".into(), row(&format!("The updated {one}")));
+        let mut delete_responses = write_errors(&[
+            ("404", "NOT_FOUND"),
+            ("409", "FOREIGN_KEY: still referenced"),
+            ("412", "PRECONDITION_FAILED"),
+        ]);
+        delete_responses.insert("204".into(), json!({"description": "Deleted"}));
+
+        let list_ok = json!({"description": format!("A page of {many}"), "content": {"application/json": {"schema": reference(&format!("{name}Page"))}}});
+        let mut out = vec![
+            (
+                format!("/{many}"),
+                json!({
+                    "get": {"tags": tag, "operationId": format!("list_{many}"), "summary": format!("List {many}"),
+                        "parameters": list_params,
+                        "responses": {"200": list_ok, "400": error("INVALID_ARGUMENT: a bad filter, order, page size or token, or an unknown parameter")}},
+                    "post": {"tags": tag, "operationId": format!("create_{one}"), "summary": format!("Create a {one}"),
+                        "security": security, "requestBody": body(format!("New{name}")), "responses": create_responses},
+                }),
+            ),
+            (
+                format!("/{many}/count"),
+                json!({"get": {"tags": tag, "operationId": format!("count_{many}"), "summary": format!("Count {many}"),
+                    "parameters": count_params,
+                    "responses": {"200": {"description": "The count", "content": {"application/json": {"schema": reference("Count")}}},
+                        "400": error("INVALID_ARGUMENT")}}}),
+            ),
+            (
+                format!("/{many}/{{id}}"),
+                json!({
+                    "get": {"tags": tag, "operationId": format!("get_{one}"), "summary": format!("Get a {one}"),
+                        "parameters": [id, {"name": "If-None-Match", "in": "header", "required": false, "schema": {"type": "string"},
+                            "description": "Answer 304 if the row is still at this version."}],
+                        "responses": {"200": row(&format!("The {one}")), "304": {"description": "Not modified"},
+                            "400": error("INVALID_ARGUMENT: a malformed id"), "404": error("NOT_FOUND")}},
+                    "patch": {"tags": tag, "operationId": format!("update_{one}"), "summary": format!("Update a {one}"),
+                        "security": security, "parameters": [id, if_match], "requestBody": body(format!("{name}Patch")),
+                        "responses": patch_responses},
+                    "delete": {"tags": tag, "operationId": format!("delete_{one}"), "summary": format!("Delete a {one}"),
+                        "security": security, "parameters": [id, if_match], "responses": delete_responses},
+                }),
+            ),
+            (
+                format!("/{many}/{{id}}/history"),
+                json!({"get": {"tags": tag, "operationId": format!("{one}_history"), "summary": format!("The audit history of a {one}, newest first"),
+                    "parameters": [id,
+                        query("page_size", json!({"type": "integer", "minimum": 1, "maximum": 100}), "Entries per page.".into()),
+                        query("page_token", json!({"type": "string"}), "The `next_page_token` of the previous page.".into())],
+                    "responses": {"200": {"description": "A page of audit entries", "content": {"application/json": {"schema": reference("AuditPage")}}},
+                        "400": error("INVALID_ARGUMENT")}}}),
+            ),
+        ];
+        if self.soft_delete() {
+            let mut responses = write_errors(&[("404", "NOT_FOUND: no deleted row with this id")]);
+            responses.insert("200".into(), row(&format!("The restored {one}")));
+            out.push((
+                format!("/{many}/{{id}}/restore"),
+                json!({"post": {"tags": tag, "operationId": format!("restore_{one}"), "summary": format!("Restore a deleted {one}"),
+                    "security": security, "parameters": [id], "responses": responses}}),
+            ));
+        }
+        out
+    }
+}
+
+fn audit_page() -> Value {
+    json!({
+        "type": "object",
+        "required": ["items"],
+        "properties": {
+            "items": {"type": "array", "items": {
+                "type": "object",
+                "required": ["id", "entity", "entity_id", "action", "actor", "request_id", "at", "changes"],
+                "properties": {
+                    "id": {"type": "integer", "format": "int64"},
+                    "entity": {"type": "string"},
+                    "entity_id": {"type": "string"},
+                    "action": {"type": "string", "enum": ["created", "updated", "deleted", "restored"]},
+                    "actor": {"type": "string"},
+                    "tenant": {"type": ["string", "null"]},
+                    "request_id": {"type": "string"},
+                    "at": {"type": "string", "format": "date-time"},
+                    "changes": {"type": "array", "items": {"type": "object", "properties": {
+                        "field": {"type": "string"}, "old": {}, "new": {}}}},
+                },
+            }},
+            "next_page_token": {"type": "string"},
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(type_name("product"), "Product");
+        assert_eq!(type_name("order_line"), "OrderLine");
+        assert_eq!(number(0.0), json!(0));
+        assert_eq!(number(1.5), json!(1.5));
+    }
+
+    #[test]
+    fn an_empty_document_is_valid() {
+        let doc = ApiDoc::new("t", "1").ops().bearer_auth().build();
+        assert!(doc.paths.paths.contains_key("/health"));
+        let text = doc.to_json().unwrap();
+        assert!(text.contains("\"openapi\":\"3.1.0\""), "{text}");
+    }
+}

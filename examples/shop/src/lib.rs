@@ -1,0 +1,293 @@
+//! # shop: the example REST app of Keel
+//!
+//! Products (cached, audited, soft-deleted), customers, and orders placed in
+//! one transaction, served by `keel-axum` with bearer-token authentication,
+//! health, metrics, OpenAPI and an interactive `/docs` page.
+//!
+//! ```sh
+//! cargo run -p shop                          # SQLite file shop.db, in-process cache, open dev mode
+//! SHOP_TOKENS=alice:s3cret cargo run -p shop # writes need `Authorization: Bearer s3cret`
+//! DATABASE_URL=postgres://postgres@127.0.0.1/shop REDIS_URL=redis://127.0.0.1:6379 cargo run -p shop
+//! cargo run -p shop -- seed --products 100000
+//! ```
+
+pub mod auth;
+pub mod entities;
+pub mod migrate;
+pub mod orders;
+pub mod seed;
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::response::Response;
+use keel::event::Subscription;
+use keel::health::{CheckPolicy, VolumeCheck};
+use keel::lifecycle::{Runtime, RuntimeConfig, StartupError};
+use keel::metrics::Metrics;
+use keel::prelude::*;
+use keel::{KeelBuilder, KeelConfig};
+use keel_axum::{Access, ApiDoc, ApiError, Operation, RateLimit};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+pub use auth::Tokens;
+use entities::{customer, order, product};
+
+/// The SQLite file used when `DATABASE_URL` is not set.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://shop.db?mode=rwc";
+/// The address used when `BIND` is not set.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+
+/// The shop's configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `BIND`: where to listen.
+    pub bind: String,
+    /// Keel's settings: `DATABASE_URL` (default [`DEFAULT_DATABASE_URL`]),
+    /// `REDIS_URL` (the shared cache tier; unset keeps the cache in
+    /// process), `KEEL_DB_MAX_CONNECTIONS`, `KEEL_PAGE_TOKEN_SECRET`, ...
+    pub keel: KeelConfig,
+    /// `SHOP_TOKENS` (`name:token,...`); `None` is the open development mode.
+    pub tokens: Option<Tokens>,
+    /// `SHOP_RATE_LIMIT`: requests a second per caller; `None` is no limit.
+    pub rate_limit: Option<NonZeroU32>,
+    /// The runtime's settings (`KEEL_DRAIN_DELAY_MS`, ...).
+    pub runtime: RuntimeConfig,
+}
+
+impl Config {
+    /// Reads the environment; a malformed value is an error naming it.
+    pub fn from_env() -> Result<Config, String> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let tokens = var("SHOP_TOKENS")
+            .map(|v| Tokens::parse(&v).map_err(|e| format!("SHOP_TOKENS: {e}")))
+            .transpose()?;
+        let rate_limit = var("SHOP_RATE_LIMIT")
+            .map(|v| {
+                v.trim()
+                    .parse::<NonZeroU32>()
+                    .map_err(|_| format!("SHOP_RATE_LIMIT must be a positive integer, got {v:?}"))
+            })
+            .transpose()?;
+        let mut keel = KeelConfig::from_env().map_err(|e| e.to_string())?;
+        if var("DATABASE_URL").is_none() {
+            keel.database_url = DEFAULT_DATABASE_URL.to_owned();
+        }
+        keel.service_name = "shop".to_owned();
+        Ok(Config {
+            bind: var("BIND").unwrap_or_else(|| DEFAULT_BIND.to_owned()),
+            keel,
+            tokens,
+            rate_limit,
+            runtime: RuntimeConfig::from_env().map_err(|e| e.to_string())?,
+        })
+    }
+
+    /// A configuration for tests and embedding: this database, listening on
+    /// a free loopback port, open mode, a short drain delay.
+    pub fn for_database(database_url: impl Into<String>) -> Config {
+        let mut runtime = RuntimeConfig::default();
+        runtime.drain_delay = Duration::from_millis(50);
+        let mut keel = KeelConfig::new(database_url);
+        keel.service_name = "shop".to_owned();
+        Config {
+            bind: "127.0.0.1:0".to_owned(),
+            keel,
+            tokens: None,
+            rate_limit: None,
+            runtime,
+        }
+    }
+}
+
+/// Connects Keel (database, cache) with the shop's settings and runs the
+/// migrations.
+pub async fn connect(config: &Config, subscribers: Vec<Subscription>) -> keel::Result<Keel> {
+    let mut builder = KeelBuilder::from_config(config.keel.clone());
+    for s in subscribers {
+        builder = builder.subscriber(s);
+    }
+    let keel = builder.connect().await?;
+    migrate::run(&keel).await?;
+    Ok(keel)
+}
+
+/// The OpenAPI document of the shop.
+pub fn openapi(bearer: bool) -> ApiDoc {
+    let mut doc = ApiDoc::new("shop", env!("CARGO_PKG_VERSION")).description(
+        "The example app of Keel: products, customers and orders. Errors are `{\"error\": {type, code, message, details}}`.",
+    );
+    if bearer {
+        doc = doc.bearer_auth();
+    }
+    orders::document(
+        doc.resource::<product::Entity>()
+            .resource::<customer::Entity>()
+            .resource_only::<order::Entity>(&ORDER_OPERATIONS),
+        bearer,
+    )
+    .ops()
+}
+
+/// The generic routes of orders; placing, reading and cancelling one are
+/// the shop's own ([`orders::routes`]).
+const ORDER_OPERATIONS: [Operation; 3] = [Operation::List, Operation::Count, Operation::History];
+
+/// Products: anyone reads, writes need a token. Customers and orders: every
+/// operation needs one. In open mode, anything goes.
+fn policy(open: bool, private: bool) -> impl Fn(&Access<'_>) -> Result<(), ApiError> {
+    move |access| {
+        if open || access.identity.is_some() || !(private || access.operation.is_write()) {
+            Ok(())
+        } else {
+            Err(ApiError::unauthenticated(format!(
+                "this operation on {}s needs a valid bearer token (Authorization: Bearer ...)",
+                access.resource
+            )))
+        }
+    }
+}
+
+/// The whole HTTP app.
+pub fn app(
+    keel: &Keel,
+    runtime: &Runtime,
+    metrics: Option<Metrics>,
+    tokens: Option<Tokens>,
+    rate_limit: Option<NonZeroU32>,
+) -> Router {
+    let open = tokens.is_none();
+    let api = Router::new()
+        .merge(keel_axum::routes(keel.service::<product::Entity>()).authorize(policy(open, false)))
+        .merge(keel_axum::routes(keel.service::<customer::Entity>()).authorize(policy(open, true)))
+        .merge(
+            keel_axum::routes(keel.service::<order::Entity>())
+                .only(&ORDER_OPERATIONS)
+                .authorize(policy(open, true)),
+        )
+        .merge(orders::routes(keel.clone(), open))
+        .merge(keel_axum::ops_routes(runtime.health().clone(), metrics))
+        .merge(keel_axum::docs_routes(openapi(!open).build()));
+    let api = match rate_limit {
+        Some(n) => api.layer(from_fn_with_state(
+            RateLimit::per_second(n),
+            RateLimit::middleware,
+        )),
+        None => api,
+    };
+    api.layer(from_fn_with_state(
+        Arc::new(auth::Auth { tokens }),
+        auth::authenticate,
+    ))
+    .layer(from_fn(keel_axum::http_metrics))
+    .layer(from_fn_with_state(runtime.clone(), track_work))
+    .layer(from_fn(keel_axum::request_id))
+}
+
+/// Each request is in-flight work a graceful shutdown waits for.
+async fn track_work(State(runtime): State<Runtime>, request: Request, next: Next) -> Response {
+    let _guard = runtime.work();
+    next.run(request).await
+}
+
+/// A running shop.
+pub struct Server {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its Keel.
+    pub keel: Keel,
+    /// Its runtime.
+    pub runtime: Runtime,
+    stop: Arc<Notify>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+    drain_delay: Duration,
+}
+
+impl Server {
+    /// The base URL, such as `http://127.0.0.1:8080`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A graceful shutdown: readiness turns false, after the drain delay no
+    /// new connection is taken, in-flight requests and event deliveries
+    /// finish, then the components (the database pool) stop.
+    pub async fn shutdown(self) {
+        let runtime = self.runtime.clone();
+        let drain = tokio::spawn(async move { runtime.shutdown().await });
+        tokio::time::sleep(self.drain_delay).await;
+        self.stop.notify_one();
+        match self.served.await {
+            Ok(Err(err)) => tracing::warn!(error = %err, "the HTTP server stopped with an error"),
+            Err(err) => tracing::warn!(error = %err, "the HTTP server task failed"),
+            Ok(Ok(())) => {}
+        }
+        if let Err(err) = drain.await {
+            tracing::warn!(error = %err, "the shutdown task failed");
+        }
+    }
+}
+
+/// Starts the shop: connects, migrates, starts the runtime (database pool,
+/// health checks), and serves HTTP on `config.bind`.
+pub async fn start(config: Config, subscribers: Vec<Subscription>) -> Result<Server, String> {
+    let keel = connect(&config, subscribers)
+        .await
+        .map_err(|e| format!("cannot connect: {e} ({})", source_of(&e)))?;
+    let runtime = Runtime::builder("shop", env!("CARGO_PKG_VERSION"))
+        .config(config.runtime.clone())
+        .keel(&keel)
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime
+        .health()
+        .register(
+            VolumeCheck::new(".", 5.0, 2.0),
+            CheckPolicy::default().thresholds(1, 1),
+        )
+        .map_err(|e| e.to_string())?;
+    runtime
+        .start()
+        .await
+        .map_err(|e| StartupError::into_error(e).to_string())?;
+    let metrics = Metrics::install().map_err(|e| e.to_string())?;
+    let app = app(
+        &keel,
+        &runtime,
+        Some(metrics),
+        config.tokens.clone(),
+        config.rate_limit,
+    );
+    let listener = TcpListener::bind(&config.bind)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let stop = Arc::new(Notify::new());
+    let stopped = Arc::clone(&stop);
+    let served = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stopped.notified().await })
+        .await
+    });
+    Ok(Server {
+        addr,
+        keel,
+        runtime,
+        stop,
+        served,
+        drain_delay: config.runtime.drain_delay,
+    })
+}
+
+fn source_of(err: &keel::Error) -> String {
+    std::error::Error::source(err).map_or_else(|| "no detail".to_owned(), ToString::to_string)
+}

@@ -1,0 +1,128 @@
+//! `shop`: serve the API (the default), or `shop seed --products N`, or
+//! `shop migrate`. Configuration comes from the environment: `BIND`,
+//! `DATABASE_URL`, `REDIS_URL`, `SHOP_TOKENS`, `SHOP_RATE_LIMIT`,
+//! `KEEL_LOG_FORMAT`.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use keel::telemetry::{LogFormat, init_logging};
+use shop::{Config, connect, migrate, seed, start};
+
+const USAGE: &str = "usage: shop [serve | seed --products N | migrate]
+
+environment:
+  BIND             where to listen (default 127.0.0.1:8080)
+  DATABASE_URL     postgres://..., mysql://... or sqlite://... (default sqlite://shop.db?mode=rwc)
+  REDIS_URL        the shared cache tier (default: in-process cache only)
+  SHOP_TOKENS      name:token,... bearer tokens; unset: open development mode
+  SHOP_RATE_LIMIT  requests a second per caller (default: no limit)
+  KEEL_LOG_FORMAT  text (default) or json";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let format = match LogFormat::from_env() {
+        Ok(f) => f,
+        Err(e) => return fail(&e.to_string()),
+    };
+    if let Err(e) = init_logging(format) {
+        return fail(&e.to_string());
+    }
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] | ["serve"] => serve(config).await,
+        ["seed", "--products", n] => match n.parse::<usize>() {
+            Ok(n) => seed_products(config, n).await,
+            Err(_) => fail(&format!("--products takes a number, got {n:?}\n{USAGE}")),
+        },
+        ["seed", flag] if flag.starts_with("--products=") => {
+            match flag["--products=".len()..].parse::<usize>() {
+                Ok(n) => seed_products(config, n).await,
+                Err(_) => fail(&format!("--products takes a number, got {flag:?}\n{USAGE}")),
+            }
+        }
+        ["migrate"] => match connect(&config, Vec::new()).await {
+            Ok(keel) => {
+                println!(
+                    "migrations up to date ({} known)",
+                    migrate::MIGRATIONS.len()
+                );
+                let _ = keel.close().await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&format!("migrate: {e}")),
+        },
+        ["-h" | "--help" | "help"] => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        _ => fail(USAGE),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("shop: {message}");
+    ExitCode::FAILURE
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let redis = config.keel.cache.redis_url.is_some();
+    let server = match start(config.clone(), Vec::new()).await {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let url = server.url();
+    println!("shop listening on {url}  (API docs: {url}/docs, health: {url}/health)");
+    println!(
+        "database: {:?}; cache: {}",
+        server.keel.backend(),
+        if redis {
+            "memory + Redis"
+        } else {
+            "memory only (set REDIS_URL to share it)"
+        }
+    );
+    match &config.tokens {
+        None => println!(
+            "OPEN DEVELOPMENT MODE: SHOP_TOKENS is not set, so anyone may write (as actor \"dev\"). Set SHOP_TOKENS=name:token,... to require bearer tokens."
+        ),
+        Some(tokens) => println!(
+            "bearer tokens required for writes; actors: {}",
+            tokens.actors().join(", ")
+        ),
+    }
+    keel::lifecycle::shutdown_signal().await;
+    println!("shutting down gracefully");
+    server.shutdown().await;
+    println!("stopped");
+    ExitCode::SUCCESS
+}
+
+async fn seed_products(config: Config, n: usize) -> ExitCode {
+    let keel = match connect(&config, Vec::new()).await {
+        Ok(k) => k,
+        Err(e) => return fail(&format!("seed: {e}")),
+    };
+    match seed::products(&keel, n, std::io::stderr().is_terminal()).await {
+        Ok(done) => {
+            let secs = done.elapsed.as_secs_f64();
+            println!(
+                "seeded {} products in {secs:.2} s ({:.0} rows/s)",
+                done.rows,
+                done.rows as f64 / secs.max(1e-9)
+            );
+            let _ = keel.close().await;
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&format!("seed: {e}")),
+    }
+}
