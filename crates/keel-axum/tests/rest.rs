@@ -315,3 +315,192 @@ async fn health_probes_and_metrics_with_route_templates() {
     runtime.shutdown().await;
     db.destroy().await;
 }
+
+/// An app whose policy: reads open; writes need an identity (401); only
+/// `admin` deletes (403). Identity comes from an `x-user` header here.
+async fn guarded() -> (Router, TestDb) {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let keel = db.builder().connect().await.unwrap();
+    create_tables(&keel).await;
+    let app = keel_axum::routes(keel.service::<product::Entity>())
+        .authorize(|access: &keel_axum::Access<'_>| {
+            keel_axum::writes_need_identity(access)?;
+            match (access.operation, access.identity) {
+                (keel_axum::Operation::Delete, Some(who)) if who.actor != "admin" => Err(
+                    keel_axum::ApiError::permission_denied("only admin deletes products"),
+                ),
+                _ => Ok(()),
+            }
+        })
+        .into_router()
+        .layer(axum::middleware::from_fn(
+            |mut request: axum::extract::Request, next: axum::middleware::Next| async move {
+                let user = request
+                    .headers()
+                    .get("x-user")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                if let Some(actor) = user {
+                    request.extensions_mut().insert(keel_axum::Identity {
+                        actor,
+                        tenant: None,
+                    });
+                }
+                next.run(request).await
+            },
+        ))
+        .layer(axum::middleware::from_fn(keel_axum::request_id));
+    (app, db)
+}
+
+#[tokio::test]
+async fn authorisation_per_operation() {
+    let (app, db) = guarded().await;
+    let body = new_product("G-1", 5);
+    let anonymous = send(&app, "POST", "/products", Some(&body), &[]).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(anonymous.body["error"]["code"], "UNAUTHENTICATED");
+    assert!(anonymous.body["error"]["details"]["request_id"].is_string());
+    let created = send(&app, "POST", "/products", Some(&body), &[("x-user", "bob")]).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["created_by"], "bob");
+    let id = created.body["id"].as_i64().unwrap();
+    let path = format!("/products/{id}");
+    assert_eq!(
+        send(&app, "GET", &path, None, &[]).await.status,
+        StatusCode::OK
+    );
+    let denied = send(&app, "DELETE", &path, None, &[("x-user", "bob")]).await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    assert_eq!(denied.body["error"]["code"], "PERMISSION_DENIED");
+    // The refused delete did nothing.
+    assert_eq!(
+        send(&app, "GET", &path, None, &[]).await.status,
+        StatusCode::OK
+    );
+    let deleted = send(&app, "DELETE", &path, None, &[("x-user", "admin")]).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    db.destroy().await;
+}
+
+#[tokio::test]
+async fn only_some_operations() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let keel = db.builder().connect().await.unwrap();
+    create_tables(&keel).await;
+    let ops = [keel_axum::Operation::List, keel_axum::Operation::Get];
+    let app = keel_axum::routes(keel.service::<product::Entity>())
+        .only(&ops)
+        .into_router();
+    assert_eq!(
+        send(&app, "GET", "/products", None, &[]).await.status,
+        StatusCode::OK
+    );
+    let post = send(&app, "POST", "/products", Some(&new_product("O-1", 1)), &[]).await;
+    assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+    // Without the count route, `count` is taken for an id.
+    let count = send(&app, "GET", "/products/count", None, &[]).await;
+    assert_eq!(count.status, StatusCode::BAD_REQUEST);
+    let doc = keel_axum::ApiDoc::new("t", "1")
+        .resource_only::<product::Entity>(&ops)
+        .to_json();
+    assert!(doc["paths"]["/products"]["get"].is_object());
+    assert!(doc["paths"]["/products"]["post"].is_null());
+    assert!(doc["paths"]["/products/count"].is_null());
+    db.destroy().await;
+}
+
+#[tokio::test]
+async fn rate_limit_answers_429_with_retry_after() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let keel = db.builder().connect().await.unwrap();
+    create_tables(&keel).await;
+    let limit = keel_axum::RateLimit::with_burst(
+        std::num::NonZeroU32::new(1).unwrap(),
+        std::num::NonZeroU32::new(3).unwrap(),
+    );
+    let app = keel_axum::resource(keel.service::<product::Entity>())
+        .layer(axum::middleware::from_fn_with_state(
+            limit,
+            keel_axum::RateLimit::middleware,
+        ))
+        .layer(axum::middleware::from_fn(keel_axum::request_id));
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(send(&app, "GET", "/products", None, &[]).await);
+    }
+    let ok = statuses
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
+    assert_eq!(ok, 3, "a burst of 3");
+    let limited = statuses.last().unwrap();
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.body["error"]["code"], "RATE_LIMITED");
+    assert_eq!(limited.headers[header::RETRY_AFTER], "1");
+    assert!(limited.headers.contains_key("x-request-id"));
+    db.destroy().await;
+}
+
+#[tokio::test]
+async fn openapi_document_and_docs_page() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let keel = db.builder().connect().await.unwrap();
+    create_tables(&keel).await;
+    let doc = keel_axum::ApiDoc::new("test", "1.0.0")
+        .bearer_auth()
+        .resource::<product::Entity>()
+        .ops();
+    let json = doc.to_json();
+    let app = keel_axum::resource(keel.service::<product::Entity>())
+        .merge(keel_axum::docs_routes(doc.build()));
+    let served = send(&app, "GET", "/openapi.json", None, &[]).await;
+    assert_eq!(served.status, StatusCode::OK);
+    assert_eq!(served.body["openapi"], "3.1.0");
+    assert_eq!(served.body["paths"], json["paths"]);
+    let paths = &served.body["paths"];
+    for (path, method, statuses) in [
+        ("/products", "get", &["200", "400"][..]),
+        (
+            "/products",
+            "post",
+            &["201", "401", "409", "413", "415", "422"][..],
+        ),
+        ("/products/count", "get", &["200"][..]),
+        ("/products/{id}", "get", &["200", "304", "404"][..]),
+        ("/products/{id}", "patch", &["200", "412", "422"][..]),
+        ("/products/{id}", "delete", &["204", "412"][..]),
+        ("/products/{id}/history", "get", &["200"][..]),
+    ] {
+        for status in statuses {
+            assert!(
+                paths[path][method]["responses"][status].is_object(),
+                "{method} {path} {status}"
+            );
+        }
+    }
+    let schemas = &served.body["components"]["schemas"];
+    for name in [
+        "Product",
+        "NewProduct",
+        "ProductPatch",
+        "ProductPage",
+        "Error",
+        "Count",
+    ] {
+        assert!(schemas[name].is_object(), "{name}");
+    }
+    // Server-owned fields are read-only in the row and absent from inputs.
+    assert_eq!(
+        schemas["Product"]["properties"]["version"]["readOnly"],
+        true
+    );
+    assert!(schemas["NewProduct"]["properties"]["version"].is_null());
+    assert!(schemas["NewProduct"]["properties"]["id"].is_null());
+    let required = schemas["ProductPatch"]["required"].as_array();
+    assert!(required.is_none_or(Vec::is_empty), "{required:?}");
+    let page = send(&app, "GET", "/docs/", None, &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.to_string().contains("swagger"), "{}", page.body);
+    db.destroy().await;
+}

@@ -118,6 +118,7 @@ impl KeelConfig {
     /// | `KEEL_SERVICE_NAME` | first part of event types | `app` |
     /// | `REDIS_URL` | the shared cache tier; unset: in-process only | unset |
     /// | `KEEL_CACHE_PREFIX` / `KEEL_CACHE_TIMEOUT_MS` | cache key prefix, Redis call timeout | `keel` / 50 |
+    /// | `KEEL_CACHE` | `off`: reads bypass the cache (writes still invalidate) | `on` |
     /// | `KEEL_DB_MAX_CONNECTIONS` | pool size | 10 |
     /// | `KEEL_DB_MIN_CONNECTIONS` | idle connections kept | 1 |
     /// | `KEEL_DB_ACQUIRE_TIMEOUT_MS` | wait for a connection | 5000 |

@@ -20,6 +20,7 @@ keel_tests::cases![
     lists_and_counts_are_invalidated_by_every_write,
     a_rolled_back_transaction_invalidates_nothing,
     redis_down_fails_open_and_nothing_is_stale_after_it_returns,
+    reads_off_bypass_the_cache_and_writes_still_invalidate,
 ];
 
 fn ctx() -> Context {
@@ -397,4 +398,48 @@ async fn redis_down_fails_open_and_nothing_is_stale_after_it_returns(env: Env) {
         assert_eq!(on_b.get(&ctx(), p.id).await.unwrap().price_cents, 2);
         assert_eq!(on_a.get(&ctx(), p.id).await.unwrap().price_cents, 2);
     }
+}
+
+/// `KEEL_CACHE=off` (`CacheConfig::reads`): reads go to the database, and
+/// the writes of such an instance still keep a caching instance fresh.
+async fn reads_off_bypass_the_cache_and_writes_still_invalidate(env: Env) {
+    if !redis_available() {
+        return;
+    }
+    let shared = prefix();
+    let caching = keel_with_redis(&env, &redis_url(), &shared).await;
+    let mut cache = keel::cache::CacheConfig::default();
+    cache.redis_url = Some(redis_url());
+    cache.prefix = shared.clone();
+    cache.reads = false;
+    let plain = env.db.builder().cache(cache).connect().await.unwrap();
+    let direct = plain.service::<product::Entity>();
+    let p = direct
+        .create(&ctx(), NewProduct::new("plain", 1))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        direct.get(&ctx(), p.id).await.unwrap();
+        direct.count(&ctx(), &ListQuery::new()).await.unwrap();
+    }
+    let stats = plain.cache().stats();
+    assert_eq!(
+        (stats.l1_hits, stats.l2_hits, stats.misses, stats.loads),
+        (0, 0, 0, 0),
+        "no read went through the cache"
+    );
+    // The caching instance caches the row; a write through the plain one
+    // invalidates it.
+    let cached = caching.service::<product::Entity>();
+    assert_eq!(cached.get(&ctx(), p.id).await.unwrap().price_cents, 1);
+    assert_eq!(cached.get(&ctx(), p.id).await.unwrap().price_cents, 1);
+    direct
+        .update(&ctx(), p.id, ProductPatch::default().price_cents(2))
+        .await
+        .unwrap();
+    eventually(|| {
+        let cached = cached.clone();
+        async move { cached.get(&ctx(), p.id).await.unwrap().price_cents == 2 }
+    })
+    .await;
 }

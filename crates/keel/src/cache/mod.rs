@@ -64,6 +64,10 @@ pub struct CacheConfig {
     pub breaker: BreakerConfig,
     /// Most entries of the in-process tier (default 100 000).
     pub l1_capacity: u64,
+    /// Whether reads go through the cache (default on; `KEEL_CACHE=off`
+    /// turns it off, to measure or debug without it). Writes invalidate
+    /// either way, so instances that do cache stay fresh.
+    pub reads: bool,
 }
 
 impl Default for CacheConfig {
@@ -80,15 +84,28 @@ impl Default for CacheConfig {
                 ..BreakerConfig::default()
             },
             l1_capacity: 100_000,
+            reads: true,
         }
     }
 }
 
 impl CacheConfig {
-    /// The defaults, with `REDIS_URL`, `KEEL_CACHE_PREFIX` and
-    /// `KEEL_CACHE_TIMEOUT_MS` from the environment.
+    /// The defaults, with `REDIS_URL`, `KEEL_CACHE_PREFIX`,
+    /// `KEEL_CACHE_TIMEOUT_MS` and `KEEL_CACHE` (`on` / `off`) from the
+    /// environment.
     pub fn from_env() -> Result<Self> {
         let mut config = CacheConfig::default();
+        match std::env::var("KEEL_CACHE").map(|v| v.trim().to_ascii_lowercase()) {
+            Ok(v) if v == "off" || v == "false" || v == "0" => config.reads = false,
+            Ok(v) if v.is_empty() || v == "on" || v == "true" || v == "1" => {}
+            Ok(v) => {
+                return Err(crate::Error::invalid_argument(
+                    "KEEL_CACHE",
+                    format!("KEEL_CACHE must be on or off, got {v:?}"),
+                ));
+            }
+            Err(_) => {}
+        }
         if let Ok(url) = std::env::var("REDIS_URL")
             && !url.trim().is_empty()
         {

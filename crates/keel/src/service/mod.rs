@@ -135,7 +135,7 @@ impl<E: Resource> BaseService<E> {
     /// The cache scope of this resource for `ctx`, when reads of it are
     /// cached here: never inside a transaction, which may have written.
     pub(super) fn cache_scope(&self, ctx: &Context) -> Result<Option<crate::cache::Scope>> {
-        if !E::CACHE.enabled || self.tx.is_some() {
+        if !E::CACHE.enabled || self.tx.is_some() || !self.keel.config().cache.reads {
             return Ok(None);
         }
         let tenant = match E::COLUMNS.tenant {
