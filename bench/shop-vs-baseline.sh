@@ -27,7 +27,8 @@ SHOP_DB=${SHOP_DB:-postgres://bench:bench@127.0.0.1:5432/shop_bench}
 
 echo "# building the shop (release) and the baseline" >&2
 (cd "$ROOT" && cargo build --release --quiet -p shop)
-(cd "$BENCH_DIR/peers/axum-seaorm" && cargo build --release --quiet)
+# The harness builds into its own target/ (its .cargo/config.toml).
+(cd "$BENCH_DIR/peers/axum-seaorm" && env -u CARGO_TARGET_DIR cargo build --release --quiet)
 SHOP_BIN=$TARGET/release/shop
 
 "$BENCH_DIR/services.sh" >&2

@@ -419,11 +419,16 @@ impl Cache {
         let l1_key = L1Key {
             parts: [&scope.base, ":v:", &escaped],
         };
+        if let Some(hit) = self.l1_hit(policy, &l1_key) {
+            return Ok(hit);
+        }
         let keys = || RedisKeys::Row {
             value: scope.value_key(id),
             generation: scope.gen_key(id),
         };
-        self.read(policy, &l1_key, None, keys, id, load).await
+        // The rest of the path (Redis, the load, single-flight) is a large
+        // future: on the heap, so that a hit never builds or moves it.
+        Box::pin(self.read(policy, &l1_key, None, keys, id, load)).await
     }
 
     /// A list or count under the hash of its normalised query, stamped
@@ -444,19 +449,43 @@ impl Cache {
         let l1_key = L1Key {
             parts: [&scope.base, ":q:", &hash],
         };
+        if let Some(hit) = self.l1_hit(policy, &l1_key) {
+            return Ok(hit);
+        }
         let stripe = self.hash_str(&scope.query_prefix());
         let keys = || RedisKeys::Query {
             entity_generation: scope.entity_gen_key(),
             prefix: scope.query_prefix(),
             hash: hash.clone(),
         };
-        self.read(policy, &l1_key, Some(stripe), keys, "", load)
-            .await
+        Box::pin(self.read(policy, &l1_key, Some(stripe), keys, "", load)).await
     }
 
-    /// The read path. `stripe` is the hash whose generation guards the L1
-    /// store: the key's own for a row (`None`), the scope's query prefix's
-    /// for lists.
+    /// The value in the in-process tier, if it is there (counted as an L1
+    /// hit or miss).
+    fn l1_hit<T: Clone + Send + Sync + 'static>(
+        &self,
+        policy: &CachePolicy,
+        l1_key: &L1Key<'_>,
+    ) -> Option<T> {
+        if self.inner.redis.is_some() && !policy.l1 {
+            return None;
+        }
+        let hash = l1_key.hash(&self.inner.hasher);
+        if let Some(entry) = self.inner.l1.get(&hash)
+            && l1_key.matches(&entry.key)
+            && let Some(value) = entry.value.downcast_ref::<T>()
+        {
+            self.count("l1", "hit");
+            return Some(value.clone());
+        }
+        self.count("l1", "miss");
+        None
+    }
+
+    /// The read path after an L1 miss ([`Cache::l1_hit`]). `stripe` is the
+    /// hash whose generation guards the L1 store: the key's own for a row
+    /// (`None`), the scope's query prefix's for lists.
     #[allow(clippy::too_many_arguments)]
     async fn read<T, F, Fut>(
         &self,
@@ -479,16 +508,6 @@ impl Cache {
             None => (true, policy.ttl),
         };
         let hash = l1_key.hash(&self.inner.hasher);
-        if use_l1 {
-            if let Some(entry) = self.inner.l1.get(&hash)
-                && l1_key.matches(&entry.key)
-                && let Some(value) = entry.value.downcast_ref::<T>()
-            {
-                self.count("l1", "hit");
-                return Ok(value.clone());
-            }
-            self.count("l1", "miss");
-        }
         let stripe = stripe.unwrap_or(hash);
         let stripe_gen = self.inner.stripes.generation(stripe);
         let keys = keys();

@@ -163,60 +163,72 @@ impl<E: Resource> BaseService<E> {
 
     /// Runs one public operation: its metrics (`keel_operations_total`,
     /// `keel_operation_duration_seconds`) and its log line.
-    pub(super) async fn observe<T>(
-        &self,
-        ctx: &Context,
+    ///
+    /// The operation's future goes to the heap here, once: it is large
+    /// (the cache and database futures it awaits are kept inline), and every
+    /// layer above (the caller's own future, an HTTP handler's) would
+    /// otherwise copy all of it again each time it is built or moved.
+    pub(super) fn observe<'a, T, F>(
+        &'a self,
+        ctx: &'a Context,
         operation: &'static str,
-        work: impl Future<Output = Result<T>>,
-    ) -> Result<T> {
-        let started = std::time::Instant::now();
-        let result = work.await;
-        let took = started.elapsed();
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(err) => err.code(),
-        };
-        metrics::counter!(
-            "keel_operations_total",
-            "entity" => E::NAME,
-            "operation" => operation,
-            "outcome" => outcome
-        )
-        .increment(1);
-        metrics::histogram!(
-            "keel_operation_duration_seconds",
-            "entity" => E::NAME,
-            "operation" => operation
-        )
-        .record(took.as_secs_f64());
-        let duration_ms = took.as_secs_f64() * 1000.0;
-        match &result {
-            Err(err @ (Error::Internal { .. } | Error::CommitOutcomeUnknown { .. })) => {
-                let cause = std::error::Error::source(err)
-                    .map(ToString::to_string)
-                    .unwrap_or_default();
-                tracing::error!(
+        work: F,
+    ) -> impl Future<Output = Result<T>> + 'a
+    where
+        F: Future<Output = Result<T>> + 'a,
+        T: 'a,
+    {
+        let work = Box::pin(work);
+        async move {
+            let started = std::time::Instant::now();
+            let result = work.await;
+            let took = started.elapsed();
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(err) => err.code(),
+            };
+            metrics::counter!(
+                "keel_operations_total",
+                "entity" => E::NAME,
+                "operation" => operation,
+                "outcome" => outcome
+            )
+            .increment(1);
+            metrics::histogram!(
+                "keel_operation_duration_seconds",
+                "entity" => E::NAME,
+                "operation" => operation
+            )
+            .record(took.as_secs_f64());
+            let duration_ms = took.as_secs_f64() * 1000.0;
+            match &result {
+                Err(err @ (Error::Internal { .. } | Error::CommitOutcomeUnknown { .. })) => {
+                    let cause = std::error::Error::source(err)
+                        .map(ToString::to_string)
+                        .unwrap_or_default();
+                    tracing::error!(
+                        target: "keel::operation",
+                        entity = E::NAME,
+                        operation,
+                        outcome,
+                        duration_ms,
+                        request_id = ctx.request_id(),
+                        cause = %cause,
+                        "operation failed"
+                    );
+                }
+                _ => tracing::info!(
                     target: "keel::operation",
                     entity = E::NAME,
                     operation,
                     outcome,
                     duration_ms,
                     request_id = ctx.request_id(),
-                    cause = %cause,
-                    "operation failed"
-                );
+                    "operation"
+                ),
             }
-            _ => tracing::info!(
-                target: "keel::operation",
-                entity = E::NAME,
-                operation,
-                outcome,
-                duration_ms,
-                request_id = ctx.request_id(),
-                "operation"
-            ),
+            result
         }
-        result
     }
 
     /// Runs `body` as one write: in a savepoint of the bound transaction, or

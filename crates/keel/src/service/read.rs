@@ -33,7 +33,7 @@ impl<E: Resource> BaseService<E> {
                     .get(&E::CACHE, &scope, &id.to_string(), from_db)
                     .await
             }
-            None => from_db().await,
+            None => Box::pin(from_db()).await,
         }
     }
 
