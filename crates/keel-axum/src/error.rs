@@ -263,11 +263,18 @@ fn body_error(text: &str) -> Error {
         .filter(|p| !p.is_empty())
         .map(|p| format!("/{}", p.trim_end_matches(']')))
         .collect();
+    // The path of an unknown field already ends with it; a missing one's
+    // is its parent's.
+    let mut name_it = |name: String| {
+        if !pointer.ends_with(&format!("/{name}")) {
+            pointer.push_str(&format!("/{name}"));
+        }
+    };
     let code = if let Some(name) = field("unknown field ") {
-        pointer.push_str(&format!("/{name}"));
+        name_it(name);
         "UNKNOWN_FIELD"
     } else if let Some(name) = field("missing field ") {
-        pointer.push_str(&format!("/{name}"));
+        name_it(name);
         "REQUIRED"
     } else {
         "INVALID_TYPE"
@@ -301,7 +308,7 @@ mod tests {
     fn body_errors_point_at_the_field() {
         let prefix = "Failed to deserialize the JSON body into the target type: ";
         let unknown = body_error(&format!(
-            "{prefix}unknown field `id`, expected one of `sku`, `name` at line 1 column 52"
+            "{prefix}id: unknown field `id`, expected one of `sku`, `name` at line 1 column 52"
         ));
         assert_eq!(
             field(&unknown),
