@@ -190,6 +190,8 @@ fn http_kind(status: StatusCode) -> &'static str {
     match status.as_u16() {
         401 => "unauthenticated",
         403 => "permission",
+        404 => "not_found",
+        405 => "invalid_argument",
         412 | 409 => "conflict",
         413 | 415 | 400 => "invalid_argument",
         429 => "rate_limited",

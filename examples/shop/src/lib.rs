@@ -173,7 +173,9 @@ pub fn app(
         )
         .merge(orders::routes(keel.clone(), open))
         .merge(keel_axum::ops_routes(runtime.health().clone(), metrics))
-        .merge(keel_axum::docs_routes(openapi(!open).build()));
+        .merge(keel_axum::docs_routes(openapi(!open).build()))
+        .fallback(keel_axum::no_route)
+        .method_not_allowed_fallback(keel_axum::wrong_method);
     let api = match rate_limit {
         Some(n) => api.layer(from_fn_with_state(
             RateLimit::per_second(n),

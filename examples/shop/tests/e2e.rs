@@ -419,12 +419,26 @@ async fn bad_input(w: World) {
         ),
         ("/products/999999", StatusCode::NOT_FOUND, "NOT_FOUND"),
         ("/orders/1", StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
+        ("/no/such/route", StatusCode::NOT_FOUND, "NOT_FOUND"),
     ] {
         let (got, headers, body) = w.call(&s, Method::GET, path, None, &[]).await;
         assert_eq!((got, code(&body)), (status, expected), "{path}: {body}");
         assert!(headers.contains_key("x-request-id"));
         assert!(body["error"]["details"]["request_id"].is_string(), "{body}");
     }
+    let (status, _, body) = w
+        .call(
+            &s,
+            Method::PUT,
+            &format!("/products/{id}"),
+            Some(json!({})),
+            &[AUTH],
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED")
+    );
     // Nothing was half-written: still exactly one product, untouched.
     let (_, _, count) = w.call(&s, Method::GET, "/products/count", None, &[]).await;
     assert_eq!(count, json!({"count": 1}));
