@@ -49,7 +49,8 @@ pub use openapi::{ApiDoc, docs_routes};
 pub use ops::{http_metrics, ops_routes};
 pub use rate::RateLimit;
 pub use resource::{
-    Access, Authorize, BODY_LIMIT, Operation, Routes, resource, routes, writes_need_identity,
+    Access, Authorize, BODY_LIMIT, Operation, Routes, etag, if_match, parse_id, resource, routes,
+    writes_need_identity,
 };
 
 use std::convert::Infallible;

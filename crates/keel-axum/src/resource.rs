@@ -336,13 +336,17 @@ fn with_id<T>(ctx: &Ctx, result: Result<T, ApiError>) -> Result<T, ApiError> {
     result.map_err(|e| e.with_request_id(ctx.0.request_id()))
 }
 
-fn parse_id<E: Resource>(raw: &str) -> Result<E::Key, ApiError> {
+/// A path id parsed as resource `E`'s key, or `400 INVALID_ARGUMENT`
+/// naming it (for routes of the application's own).
+pub fn parse_id<E: Resource>(raw: &str) -> Result<E::Key, ApiError> {
     raw.parse::<E::Key>().map_err(|_| {
         Error::invalid_argument("id", format!("{raw:?} is not a valid {} id", E::NAME)).into()
     })
 }
 
-fn etag<E: Resource>(row: &E::Model) -> Option<HeaderValue> {
+/// The `ETag` of a row: its version, quoted (`"3"`); `None` without a
+/// version column.
+pub fn etag<E: Resource>(row: &E::Model) -> Option<HeaderValue> {
     BaseService::<E>::version_of(row).and_then(|v| HeaderValue::from_str(&format!("\"{v}\"")).ok())
 }
 
@@ -353,7 +357,9 @@ fn tag_version(value: &HeaderValue) -> Option<i64> {
     text.trim_matches('"').parse().ok()
 }
 
-fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+/// The version an `If-Match` header expects (`"3"`, `W/"3"`, `3`); `None`
+/// without one or for `*`; `400 INVALID_ARGUMENT` when it is not an ETag.
+pub fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     match headers.get(header::IF_MATCH) {
         None => Ok(None),
         Some(v) if v.to_str().is_ok_and(|s| s.trim() == "*") => Ok(None),

@@ -165,7 +165,7 @@ async fn place(
         if let Ok(v) = HeaderValue::from_str(&format!("/orders/{}", placed.order.id)) {
             headers.insert(header::LOCATION, v);
         }
-        if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", placed.order.version)) {
+        if let Some(v) = keel_axum::etag::<order::Entity>(&placed.order) {
             headers.insert(header::ETAG, v);
         }
         Ok::<_, ApiError>(response)
@@ -274,17 +274,15 @@ pub async fn place_order(
     .await
 }
 
-fn order_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse().map_err(|_| {
-        Error::invalid_argument("id", format!("{raw:?} is not a valid order id")).into()
-    })
-}
-
-async fn lines_of(keel: &Keel, order_id: i64) -> keel::Result<Vec<order_line::Model>> {
+/// An order's lines, in product order, read on `db` (the pool or a transaction).
+async fn lines_of(
+    db: &impl sea_orm::ConnectionTrait,
+    order_id: i64,
+) -> keel::Result<Vec<order_line::Model>> {
     order_line::Entity::find()
         .filter(order_line::Column::OrderId.eq(order_id))
         .order_by_asc(order_line::Column::ProductId)
-        .all(keel.db())
+        .all(db)
         .await
         .map_err(Error::from)
 }
@@ -298,12 +296,12 @@ async fn get_order(
     let request_id = ctx.request_id().to_owned();
     let result = async {
         shop.require(identity.as_ref())?;
-        let id = order_id(&id)?;
+        let id = keel_axum::parse_id::<order::Entity>(&id)?;
         let order = shop.keel.service::<order::Entity>().get(&ctx, id).await?;
-        let lines = lines_of(&shop.keel, id).await?;
-        let etag = format!("\"{}\"", order.version);
+        let lines = lines_of(shop.keel.db(), id).await?;
+        let etag = keel_axum::etag::<order::Entity>(&order);
         let mut response = Json(OrderWithLines { order, lines }).into_response();
-        if let Ok(v) = HeaderValue::from_str(&etag) {
+        if let Some(v) = etag {
             response.headers_mut().insert(header::ETAG, v);
         }
         Ok::<_, ApiError>(response)
@@ -322,22 +320,8 @@ async fn cancel(
     let request_id = ctx.request_id().to_owned();
     let result = async {
         shop.require(identity.as_ref())?;
-        let id = order_id(&id)?;
-        let expected = match headers.get(header::IF_MATCH) {
-            None => None,
-            Some(v) => Some(
-                v.to_str()
-                    .ok()
-                    .map(|s| s.trim().trim_start_matches("W/").trim_matches('"'))
-                    .and_then(|s| s.parse::<i64>().ok())
-                    .ok_or_else(|| {
-                        ApiError::from(Error::invalid_argument(
-                            "If-Match",
-                            "If-Match must be an ETag such as \"3\"",
-                        ))
-                    })?,
-            ),
-        };
+        let id = keel_axum::parse_id::<order::Entity>(&id)?;
+        let expected = keel_axum::if_match(&headers)?;
         let cancelled = cancel_order(&shop.keel, &ctx, id, expected).await?;
         Ok::<_, ApiError>(Json(cancelled).into_response())
     }
