@@ -1,11 +1,13 @@
 //! Operations routes: health probes, Prometheus metrics, HTTP metrics.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, PoisonError, RwLock};
 use std::time::Instant;
 
 use axum::Json;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -80,26 +82,59 @@ async fn prometheus(State(ops): State<Ops>) -> Response {
 /// route template (`/products/{id}`), never the raw path; requests that
 /// match no route are `route="unmatched"`.
 pub async fn http_metrics(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
     let started = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!(
-        "keel_http_requests_total",
-        "route" => route.clone(),
-        "method" => method.clone(),
-        "status" => status
-    )
-    .increment(1);
-    metrics::histogram!(
-        "keel_http_request_duration_seconds",
-        "route" => route,
-        "method" => method
-    )
-    .record(started.elapsed().as_secs_f64());
+    let (counter, histogram) = http_handles(
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        &method,
+        response.status(),
+    );
+    counter.increment(1);
+    histogram.record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The counter and histogram of one route, method and status.
+type HttpHandles = (metrics::Counter, metrics::Histogram);
+
+/// Handles registered so far, by route template, then method and status:
+/// looked up without building a metric key per request.
+static HTTP_HANDLES: LazyLock<RwLock<HashMap<Box<str>, Vec<(Method, StatusCode, HttpHandles)>>>> =
+    LazyLock::new(Default::default);
+
+fn http_handles(route: &str, method: &Method, status: StatusCode) -> HttpHandles {
+    let cached = Metrics::is_installed();
+    if cached {
+        let known = HTTP_HANDLES.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, _, handles)) = known
+            .get(route)
+            .and_then(|v| v.iter().find(|(m, s, _)| m == method && *s == status))
+        {
+            return handles.clone();
+        }
+    }
+    let handles = (
+        metrics::counter!(
+            "keel_http_requests_total",
+            "route" => route.to_owned(),
+            "method" => method.as_str().to_owned(),
+            "status" => status.as_u16().to_string()
+        ),
+        metrics::histogram!(
+            "keel_http_request_duration_seconds",
+            "route" => route.to_owned(),
+            "method" => method.as_str().to_owned()
+        ),
+    );
+    if cached {
+        HTTP_HANDLES
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(route.into())
+            .or_default()
+            .push((method.clone(), status, handles.clone()));
+    }
+    handles
 }

@@ -26,7 +26,8 @@
 //! method, status}` and `keel_http_request_duration_seconds{route, method}`
 //! through the same facade.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, OnceLock, PoisonError, RwLock};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -88,4 +89,69 @@ impl Metrics {
     pub fn render(&self) -> String {
         self.handle.render()
     }
+
+    /// Whether [`install`](Self::install) has installed Keel's recorder in
+    /// this process. While it has, the handles of a labelled counter or
+    /// histogram may be kept and reused instead of looked up per request
+    /// (the recorder of a process never changes once set).
+    pub fn is_installed() -> bool {
+        HANDLE.get().is_some()
+    }
+}
+
+/// The counter and histogram of one operation outcome, registered once.
+type OperationHandles = (::metrics::Counter, ::metrics::Histogram);
+
+/// Handles by `(entity, operation, outcome)`.
+static OPERATIONS: LazyLock<RwLock<HashMap<(&str, &str, &str), OperationHandles>>> =
+    LazyLock::new(Default::default);
+
+/// Counts one service operation and records its duration
+/// (`keel_operations_total`, `keel_operation_duration_seconds`).
+pub(crate) fn record_operation(
+    entity: &'static str,
+    operation: &'static str,
+    outcome: &'static str,
+    seconds: f64,
+) {
+    let register = || {
+        (
+            ::metrics::counter!(
+                "keel_operations_total",
+                "entity" => entity,
+                "operation" => operation,
+                "outcome" => outcome
+            ),
+            ::metrics::histogram!(
+                "keel_operation_duration_seconds",
+                "entity" => entity,
+                "operation" => operation
+            ),
+        )
+    };
+    let key = (entity, operation, outcome);
+    let known = Metrics::is_installed()
+        .then(|| {
+            OPERATIONS
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&key)
+                .cloned()
+        })
+        .flatten();
+    let (counter, histogram) = match known {
+        Some(handles) => handles,
+        None => {
+            let handles = register();
+            if Metrics::is_installed() {
+                OPERATIONS
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(key, handles.clone());
+            }
+            handles
+        }
+    };
+    counter.increment(1);
+    histogram.record(seconds);
 }

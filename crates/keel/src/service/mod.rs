@@ -187,19 +187,7 @@ impl<E: Resource> BaseService<E> {
                 Ok(_) => "ok",
                 Err(err) => err.code(),
             };
-            metrics::counter!(
-                "keel_operations_total",
-                "entity" => E::NAME,
-                "operation" => operation,
-                "outcome" => outcome
-            )
-            .increment(1);
-            metrics::histogram!(
-                "keel_operation_duration_seconds",
-                "entity" => E::NAME,
-                "operation" => operation
-            )
-            .record(took.as_secs_f64());
+            crate::metrics::record_operation(E::NAME, operation, outcome, took.as_secs_f64());
             let duration_ms = took.as_secs_f64() * 1000.0;
             match &result {
                 Err(err @ (Error::Internal { .. } | Error::CommitOutcomeUnknown { .. })) => {
