@@ -230,6 +230,10 @@ pub(crate) fn service(plan: &Plan<'_>) -> TokenStream {
                     }
                 }
 
+                fn row_of(model: ActiveModel) -> ::core::option::Option<Model> {
+                    ::keel::__private::TryIntoModel::try_into_model(model).ok()
+                }
+
                 #[allow(unused_variables)]
                 fn apply_patch(patch: #patch_ty, model: &mut ActiveModel) {
                     #(

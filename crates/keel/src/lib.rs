@@ -133,6 +133,7 @@ pub mod __private {
     pub use regex;
     pub use sea_orm;
     pub use sea_orm::ActiveValue::Set;
+    pub use sea_orm::TryIntoModel;
     pub use serde;
     pub use serde_json;
 

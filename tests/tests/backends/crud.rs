@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use keel::{Context, Error, ListQuery};
+use keel::{Context, Error, HistoryQuery, ListQuery};
 use keel_tests::Env;
 use keel_tests::entities::country::{self, CountryPatch, NewCountry};
 use keel_tests::entities::note::{self, NewNote, NotePatch};
@@ -18,6 +18,7 @@ keel_tests::cases![
     update_that_changes_nothing_writes_nothing,
     stale_version_conflicts_and_writes_nothing,
     concurrent_updates_have_exactly_one_winner,
+    concurrent_updates_without_a_version_all_apply,
     soft_delete_hides_and_restore_brings_back,
     hard_delete_with_versions,
     i32_keys,
@@ -267,6 +268,81 @@ async fn concurrent_updates_have_exactly_one_winner(env: Env) {
     let now = products.get(&alice(), p.id).await.unwrap();
     assert_eq!(now.version, 2);
     assert_eq!(now, winners[0]);
+}
+
+/// Writers that do not say which version they expect all succeed, one after
+/// the other: no update is lost, and the audit log tells the same story, each
+/// entry starting where the one before it ended. (On PostgreSQL this is the
+/// one-statement path losing races and reading again.)
+async fn concurrent_updates_without_a_version_all_apply(env: Env) {
+    const WRITERS: i64 = 20;
+    let products = env.keel.service::<product::Entity>();
+    let p = products
+        .create(&alice(), NewProduct::new("C-2", 100))
+        .await
+        .unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(WRITERS as usize));
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|i| {
+            let products = products.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                products
+                    .update(
+                        &Context::actor(format!("writer-{i}")),
+                        p.id,
+                        ProductPatch::default().price_cents(2000 + i),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let now = products.get(&alice(), p.id).await.unwrap();
+    assert_eq!(i64::from(now.version), 1 + WRITERS, "no update lost");
+
+    let history = env
+        .keel
+        .audit_log()
+        .history::<product::Entity>(
+            &alice(),
+            p.id,
+            &HistoryQuery {
+                page_size: Some(50),
+                page_token: None,
+            },
+        )
+        .await
+        .unwrap();
+    let mut entries = history.items;
+    entries.reverse();
+    assert_eq!(entries.len() as i64, 1 + WRITERS);
+    assert_eq!(entries[0].action, "created");
+    let change = |entry: &keel::AuditEntry, field: &str| {
+        let c = entry
+            .changes
+            .iter()
+            .find(|c| c.field == field)
+            .unwrap_or_else(|| panic!("{field} missing from {entry:?}"));
+        (c.old.clone(), c.new.clone())
+    };
+    let mut price = serde_json::json!(100);
+    for (n, entry) in entries[1..].iter().enumerate() {
+        let n = n as i64;
+        assert_eq!(entry.action, "updated");
+        assert_eq!(
+            change(entry, "version"),
+            (serde_json::json!(n + 1), serde_json::json!(n + 2))
+        );
+        let (old, new) = change(entry, "price_cents");
+        assert_eq!(old, price, "entry {n} starts where the one before ended");
+        assert!(entry.actor.starts_with("writer-"));
+        price = new;
+    }
+    assert_eq!(price, serde_json::json!(now.price_cents));
 }
 
 async fn soft_delete_hides_and_restore_brings_back(env: Env) {

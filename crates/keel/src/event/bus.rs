@@ -356,6 +356,14 @@ impl EventBus {
         }
     }
 
+    /// Whether any subscriber wants events of type `event_type`: when none
+    /// does, Keel does not build the event of a write at all.
+    pub fn wants(&self, event_type: &str) -> bool {
+        read(&self.inner.slots)
+            .iter()
+            .any(|s| s.matcher.matches(event_type))
+    }
+
     /// Queues `event` for every subscriber that wants it, without waiting.
     /// Keel calls it after each commit; call it yourself only for events
     /// that belong to no transaction.

@@ -162,6 +162,16 @@ pub trait Resource:
     /// Sets, on `model`, each field the patch carries; leaves the others untouched.
     fn apply_patch(patch: Self::Patch, model: &mut <Self as EntityTrait>::ActiveModel);
 
+    /// The row `model` describes when every column is set, `None` otherwise.
+    ///
+    /// Lets a create on PostgreSQL work out its audit entry before the
+    /// statement runs, and so write the row and its audit entry in one
+    /// statement. The derive implements it; the default (`None`) makes such
+    /// creates take the general path, a transaction.
+    fn row_of(_model: <Self as EntityTrait>::ActiveModel) -> Option<<Self as EntityTrait>::Model> {
+        None
+    }
+
     /// The version the patch expects the row to have, if it carries one.
     fn patch_version(_patch: &Self::Patch) -> Option<i64> {
         None

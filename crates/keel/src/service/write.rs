@@ -7,6 +7,7 @@ use sea_orm::{
     Iterable, ModelTrait, PrimaryKeyTrait, QueryFilter, QuerySelect, Value,
 };
 
+use super::single::Single;
 use super::{BaseService, WriteError};
 use crate::event::Event;
 use crate::hooks::DynHooks;
@@ -38,6 +39,9 @@ impl<E: Resource> BaseService<E> {
             E::validate_create(&input)?;
             let hooks = self.hooks();
             let hooks: HookSlice<'_, E> = &hooks;
+            if let Single::Ran(outcome) = self.create_single(ctx, hooks, &input).await {
+                return outcome;
+            }
             self.write(ctx, |tx| {
                 let input = input.clone();
                 async move { self.create_in(&tx, ctx, hooks, input).await }
@@ -94,6 +98,10 @@ impl<E: Resource> BaseService<E> {
             let hooks = self.hooks();
             let hooks: HookSlice<'_, E> = &hooks;
             let id = &id;
+            if let Single::Ran(outcome) = self.update_single(ctx, hooks, id, &patch, expected).await
+            {
+                return outcome;
+            }
             self.write(ctx, |tx| {
                 let patch = patch.clone();
                 async move {
@@ -294,7 +302,7 @@ impl<E: Resource> BaseService<E> {
         }
     }
 
-    fn key_of(row: &E::Model) -> Option<E::Key> {
+    pub(super) fn key_of(row: &E::Model) -> Option<E::Key> {
         <E::Key as crate::Key>::from_value(row.get(primary_key_column::<E>()))
     }
 
@@ -328,18 +336,20 @@ impl<E: Resource> BaseService<E> {
         audit::append::<E, _>(tx.db(), ctx, action, id.clone(), now(), &changes)
             .await
             .map_err(|e| WriteError::Done(self.db_error(e)))?;
-        let diff = (action == WriteAction::Updated).then_some(changes.as_slice());
-        let event = Event::for_write::<E>(
-            ctx,
-            &self.keel.config().service_name,
-            action,
-            id.clone(),
-            row,
-            diff,
-        );
-        // The outbox row carrying this event will be written here, in the
-        // same transaction; the in-process bus gets it after the commit.
-        tx.emit(event);
+        if self.event_wanted(action) {
+            let diff = (action == WriteAction::Updated).then_some(changes.as_slice());
+            let event = Event::for_write::<E>(
+                ctx,
+                &self.keel.config().service_name,
+                action,
+                id.clone(),
+                row,
+                diff,
+            );
+            // The outbox row carrying this event will be written here, in the
+            // same transaction; the in-process bus gets it after the commit.
+            tx.emit(event);
+        }
         // After the outermost commit, before the write returns: the cached
         // row and every cached list and count of the entity go.
         if let Some(scope) = self.write_scope(ctx) {
@@ -347,6 +357,15 @@ impl<E: Resource> BaseService<E> {
             tx.after_commit(move || async move { cache.invalidate(&scope, &[id]).await });
         }
         Ok(())
+    }
+
+    /// Whether a subscriber wants the event of this write (no one listening:
+    /// the event is not built).
+    pub(super) fn event_wanted(&self, action: WriteAction) -> bool {
+        let service = &self.keel.config().service_name;
+        self.keel
+            .events()
+            .wants(&format!("{service}.{}", E::event_type(action)))
     }
 
     /// Reads the row for writing: `SELECT ... FOR UPDATE` where the database has it.
@@ -383,7 +402,7 @@ impl<E: Resource> BaseService<E> {
         Ok(())
     }
 
-    fn check_version(expected: Option<i64>, row: &E::Model) -> Result<()> {
+    pub(super) fn check_version(expected: Option<i64>, row: &E::Model) -> Result<()> {
         match (expected, Self::version_of(row)) {
             (Some(expected), Some(current)) if expected != current => {
                 Err(Error::VersionConflict { expected, current })
