@@ -99,9 +99,12 @@ pub async fn http_metrics(request: Request, next: Next) -> Response {
 /// The counter and histogram of one route, method and status.
 type HttpHandles = (metrics::Counter, metrics::Histogram);
 
+/// The handles of one route template, by method and status.
+type RouteHandles = Vec<(Method, StatusCode, HttpHandles)>;
+
 /// Handles registered so far, by route template, then method and status:
 /// looked up without building a metric key per request.
-static HTTP_HANDLES: LazyLock<RwLock<HashMap<Box<str>, Vec<(Method, StatusCode, HttpHandles)>>>> =
+static HTTP_HANDLES: LazyLock<RwLock<HashMap<Box<str>, RouteHandles>>> =
     LazyLock::new(Default::default);
 
 fn http_handles(route: &str, method: &Method, status: StatusCode) -> HttpHandles {

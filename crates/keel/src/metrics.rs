@@ -102,8 +102,11 @@ impl Metrics {
 /// The counter and histogram of one operation outcome, registered once.
 type OperationHandles = (::metrics::Counter, ::metrics::Histogram);
 
-/// Handles by `(entity, operation, outcome)`.
-static OPERATIONS: LazyLock<RwLock<HashMap<(&str, &str, &str), OperationHandles>>> =
+/// `(entity, operation, outcome)`: the labels of one operation outcome.
+type OperationKey = (&'static str, &'static str, &'static str);
+
+/// Handles by their labels.
+static OPERATIONS: LazyLock<RwLock<HashMap<OperationKey, OperationHandles>>> =
     LazyLock::new(Default::default);
 
 /// Counts one service operation and records its duration

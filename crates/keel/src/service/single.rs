@@ -203,12 +203,11 @@ impl<E: Resource> BaseService<E> {
             // The row as it will be stored.
             let mut predicted = old.clone();
             for column in E::Column::iter() {
-                if let ActiveValue::Set(v) = model.get(column) {
-                    if !stored_exactly(column.def().get_column_type(), &v)
-                        || predicted.try_set(column, v).is_err()
-                    {
-                        return Single::Declined;
-                    }
+                if let ActiveValue::Set(v) = model.get(column)
+                    && (!stored_exactly(column.def().get_column_type(), &v)
+                        || predicted.try_set(column, v).is_err())
+                {
+                    return Single::Declined;
                 }
             }
             let Some(key) = Self::key_of(&old) else {
