@@ -107,7 +107,7 @@ pub use query::{ListQuery, Page, PageConfig, QueryLimits};
 pub use resource::{
     CachePolicy, Columns, Field, FieldSchema, Key, Ops, Resource, SchemaType, WriteAction,
 };
-pub use service::BaseService;
+pub use service::{BaseService, RowJson};
 
 /// Re-export of the sea-orm version Keel is built on.
 pub use sea_orm;

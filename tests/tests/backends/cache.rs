@@ -21,6 +21,7 @@ keel_tests::cases![
     a_rolled_back_transaction_invalidates_nothing,
     redis_down_fails_open_and_nothing_is_stale_after_it_returns,
     reads_off_bypass_the_cache_and_writes_still_invalidate,
+    get_json_serves_the_encoding_of_the_cached_row_and_never_an_old_one,
 ];
 
 fn ctx() -> Context {
@@ -442,4 +443,85 @@ async fn reads_off_bypass_the_cache_and_writes_still_invalidate(env: Env) {
         async move { cached.get(&ctx(), p.id).await.unwrap().price_cents == 2 }
     })
     .await;
+}
+
+/// `get_json` (what the REST layer's GET uses): the JSON is always the row
+/// it comes with, encoded once per cached entry, and a write on this or
+/// another instance never leaves an old encoding behind.
+async fn get_json_serves_the_encoding_of_the_cached_row_and_never_an_old_one(env: Env) {
+    if !redis_available() {
+        return;
+    }
+    let prefix = prefix();
+    let a = keel_with_redis(&env, &redis_url(), &prefix).await;
+    let b = keel_with_redis(&env, &redis_url(), &prefix).await;
+    let (on_a, on_b) = (
+        a.service::<product::Entity>(),
+        b.service::<product::Entity>(),
+    );
+    let p = on_a
+        .create(&ctx(), NewProduct::new("json", 1))
+        .await
+        .unwrap();
+    let encoded = |row: &product::Model| serde_json::to_vec(row).unwrap();
+
+    let miss = on_a.get_json(&ctx(), p.id).await.unwrap();
+    assert_eq!(miss.row, p);
+    assert_eq!(miss.json, encoded(&p));
+    let hit = on_a.get_json(&ctx(), p.id).await.unwrap();
+    let again = on_a.get_json(&ctx(), p.id).await.unwrap();
+    assert_eq!(hit.json, encoded(&p));
+    assert_eq!(
+        hit.json.as_ptr(),
+        again.json.as_ptr(),
+        "hits share one encoding"
+    );
+    assert_eq!(on_a.get(&ctx(), p.id).await.unwrap(), p, "get agrees");
+
+    for price in 2..=6 {
+        // B holds the row and its encoding in its in-process tier.
+        on_b.get_json(&ctx(), p.id).await.unwrap();
+        on_b.get_json(&ctx(), p.id).await.unwrap();
+        let written = on_a
+            .update(&ctx(), p.id, ProductPatch::default().price_cents(price))
+            .await
+            .unwrap();
+        // The writer's own instance: the new row at once.
+        let mine = on_a.get_json(&ctx(), p.id).await.unwrap();
+        assert_eq!(mine.row, written);
+        assert_eq!(mine.json, encoded(&written));
+        // The other instance: the old row only until Redis tells it, and
+        // whatever it serves, the JSON is that row's.
+        let acknowledged = Instant::now();
+        loop {
+            let seen = on_b.get_json(&ctx(), p.id).await.unwrap();
+            assert_eq!(seen.json, encoded(&seen.row), "JSON and row agree");
+            if seen.row == written {
+                break;
+            }
+            assert_eq!(
+                seen.row.price_cents,
+                price - 1,
+                "only the version just replaced"
+            );
+            assert!(
+                acknowledged.elapsed() < Duration::from_secs(5),
+                "stale past the L1 TTL"
+            );
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+    on_a.delete(&ctx(), p.id).await.unwrap();
+    assert_eq!(
+        on_a.get_json(&ctx(), p.id).await.unwrap_err().code(),
+        "NOT_FOUND"
+    );
+    let acknowledged = Instant::now();
+    while on_b.get_json(&ctx(), p.id).await.is_ok() {
+        assert!(
+            acknowledged.elapsed() < Duration::from_secs(5),
+            "a deleted row served past the L1 TTL"
+        );
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
 }

@@ -32,9 +32,10 @@ mod stripes;
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -129,6 +130,9 @@ impl CacheConfig {
 struct L1Entry {
     key: Arc<str>,
     value: Arc<dyn Any + Send + Sync>,
+    /// The value as JSON, encoded by the first hit that asks for it and
+    /// shared by every later one (the entry is never changed, only replaced).
+    json: Arc<OnceLock<Bytes>>,
     ttl: Duration,
 }
 
@@ -415,11 +419,48 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        self.get_inner(policy, scope, id, false, load)
+            .await
+            .map(|(value, _)| value)
+    }
+
+    /// Like [`get`](Self::get), and, when the value came from the
+    /// in-process tier, its JSON (`serde_json::to_vec` of it): encoded by
+    /// the first such hit and shared by the later ones, so that an HTTP
+    /// layer can send a hit without encoding the value again.
+    pub async fn get_with_json<T, F, Fut>(
+        &self,
+        policy: &CachePolicy,
+        scope: &Scope,
+        id: &str,
+        load: F,
+    ) -> Result<(T, Option<Bytes>)>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static + Cacheable,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.get_inner(policy, scope, id, true, load).await
+    }
+
+    async fn get_inner<T, F, Fut>(
+        &self,
+        policy: &CachePolicy,
+        scope: &Scope,
+        id: &str,
+        json: bool,
+        load: F,
+    ) -> Result<(T, Option<Bytes>)>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static + Cacheable,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
         let escaped = escape(id);
         let l1_key = L1Key {
             parts: [&scope.base, ":v:", &escaped],
         };
-        if let Some(hit) = self.l1_hit(policy, &l1_key) {
+        if let Some(hit) = self.l1_hit(policy, &l1_key, json) {
             return Ok(hit);
         }
         let keys = || RedisKeys::Row {
@@ -428,7 +469,9 @@ impl Cache {
         };
         // The rest of the path (Redis, the load, single-flight) is a large
         // future: on the heap, so that a hit never builds or moves it.
-        Box::pin(self.read(policy, &l1_key, None, keys, id, load)).await
+        Box::pin(self.read(policy, &l1_key, None, keys, id, load))
+            .await
+            .map(|value| (value, None))
     }
 
     /// A list or count under the hash of its normalised query, stamped
@@ -449,7 +492,7 @@ impl Cache {
         let l1_key = L1Key {
             parts: [&scope.base, ":q:", &hash],
         };
-        if let Some(hit) = self.l1_hit(policy, &l1_key) {
+        if let Some((hit, _)) = self.l1_hit(policy, &l1_key, false) {
             return Ok(hit);
         }
         let stripe = self.hash_str(&scope.query_prefix());
@@ -462,12 +505,13 @@ impl Cache {
     }
 
     /// The value in the in-process tier, if it is there (counted as an L1
-    /// hit or miss).
-    fn l1_hit<T: Clone + Send + Sync + 'static>(
+    /// hit or miss), with its JSON if `json` asks for it.
+    fn l1_hit<T: Serialize + Clone + Send + Sync + 'static>(
         &self,
         policy: &CachePolicy,
         l1_key: &L1Key<'_>,
-    ) -> Option<T> {
+        json: bool,
+    ) -> Option<(T, Option<Bytes>)> {
         if self.inner.redis.is_some() && !policy.l1 {
             return None;
         }
@@ -477,7 +521,19 @@ impl Cache {
             && let Some(value) = entry.value.downcast_ref::<T>()
         {
             self.count("l1", "hit");
-            return Some(value.clone());
+            let json = json
+                .then(|| {
+                    entry
+                        .json
+                        .get_or_init(|| {
+                            serde_json::to_vec(value)
+                                .map(Bytes::from)
+                                .unwrap_or_default()
+                        })
+                        .clone()
+                })
+                .filter(|encoded| !encoded.is_empty());
+            return Some((value.clone(), json));
         }
         self.count("l1", "miss");
         None
@@ -602,6 +658,7 @@ impl Cache {
                 L1Entry {
                     key: Arc::from(key),
                     value: Arc::new(value.clone()),
+                    json: Arc::default(),
                     ttl,
                 },
             );

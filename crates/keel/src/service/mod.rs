@@ -67,6 +67,16 @@ impl<E: Resource> std::fmt::Debug for BaseService<E> {
     }
 }
 
+/// A row and its JSON: what [`BaseService::get_json`] returns, so that an
+/// HTTP layer can send a cached row without encoding it again.
+#[derive(Clone, Debug)]
+pub struct RowJson<M> {
+    /// The row.
+    pub row: M,
+    /// `serde_json::to_vec(&row)`.
+    pub json: bytes::Bytes,
+}
+
 /// A write that failed, with what is needed to explain it once its
 /// transaction (or savepoint) is gone.
 pub(super) enum WriteError<E: Resource> {

@@ -16,6 +16,16 @@ impl<E: Resource> BaseService<E> {
     }
 
     async fn find_row(&self, ctx: &Context, id: &E::Key) -> Result<Option<E::Model>> {
+        self.find_row_json(ctx, id, false).await.map(|(row, _)| row)
+    }
+
+    /// The row, and its JSON if `json` asks for it and a cache hit had it.
+    async fn find_row_json(
+        &self,
+        ctx: &Context,
+        id: &E::Key,
+        json: bool,
+    ) -> Result<(Option<E::Model>, Option<bytes::Bytes>)> {
         let from_db = || {
             ctx.within_deadline(async {
                 E::find()
@@ -27,13 +37,19 @@ impl<E: Resource> BaseService<E> {
             })
         };
         match self.cache_scope(ctx)? {
-            Some(scope) => {
+            Some(scope) if json => {
                 self.keel
                     .cache()
-                    .get(&E::CACHE, &scope, &id.to_string(), from_db)
+                    .get_with_json(&E::CACHE, &scope, &id.to_string(), from_db)
                     .await
             }
-            None => Box::pin(from_db()).await,
+            Some(scope) => self
+                .keel
+                .cache()
+                .get(&E::CACHE, &scope, &id.to_string(), from_db)
+                .await
+                .map(|row| (row, None)),
+            None => Box::pin(from_db()).await.map(|row| (row, None)),
         }
     }
 
@@ -66,6 +82,30 @@ impl<E: Resource> BaseService<E> {
             self.find_row(ctx, &id)
                 .await?
                 .ok_or_else(|| Self::not_found(&id))
+        })
+        .await
+    }
+
+    /// Like [`get`](Self::get), with the row's JSON (`serde_json::to_vec` of
+    /// it). A hit in the in-process cache tier hands out the JSON encoded by
+    /// the first such hit, so serving a cached row encodes nothing; otherwise
+    /// the row is encoded here. Counted as a `get` in the metrics.
+    pub async fn get_json(
+        &self,
+        ctx: &Context,
+        id: impl Into<E::Key>,
+    ) -> Result<crate::RowJson<E::Model>> {
+        let id = id.into();
+        self.observe(ctx, "get", async {
+            let (row, json) = self.find_row_json(ctx, &id, true).await?;
+            let row = row.ok_or_else(|| Self::not_found(&id))?;
+            let json = match json {
+                Some(json) => json,
+                None => serde_json::to_vec(&row)
+                    .map(bytes::Bytes::from)
+                    .map_err(Error::internal)?,
+            };
+            Ok(crate::RowJson { row, json })
         })
         .await
     }
