@@ -29,14 +29,13 @@
 use sea_orm::sea_query::{ColumnType, Query};
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait,
-    FromQueryResult, IdenStatic, IntoActiveModel, Iterable, ModelTrait, PrimaryKeyTrait,
-    QueryFilter, QueryTrait, Statement, Value,
+    FromQueryResult, IdenStatic, Iterable, ModelTrait, PrimaryKeyTrait, QueryFilter, QueryTrait,
+    Statement, Value,
 };
 
 use super::BaseService;
 use super::write::{HookSlice, now};
 use crate::audit::{self, Change};
-use crate::event::Event;
 use crate::query::primary_key_column;
 use crate::resource::value::{self, column_type};
 use crate::{Context, Error, Resource, Result, WriteAction};
@@ -188,18 +187,11 @@ impl<E: Resource> BaseService<E> {
             if let Err(err) = Self::check_version(expected, &old) {
                 return Single::Ran(Err(err));
             }
-            let mut model: super::write::ActiveModelOf<E> = old.clone().into_active_model();
-            E::apply_patch(patch.clone(), &mut model);
-            if let Err(err) = self.keep_server_columns(&mut model, &old) {
-                return Single::Ran(Err(err));
-            }
-            if !Self::drop_unchanged(&mut model, &old) {
-                return Single::Ran(Ok(old));
-            }
-            let unique = Self::unique_candidates(&model);
-            if let Err(err) = self.stamp_write(ctx, &mut model, &old) {
-                return Single::Ran(Err(err));
-            }
+            let (model, unique) = match self.patched(ctx, &old, patch.clone()) {
+                Ok(Some(patched)) => patched,
+                Ok(None) => return Single::Ran(Ok(old)),
+                Err(err) => return Single::Ran(Err(err)),
+            };
             // The row as it will be stored.
             let mut predicted = old.clone();
             for column in E::Column::iter() {
@@ -328,15 +320,7 @@ impl<E: Resource> BaseService<E> {
                 .invalidate(&scope, std::slice::from_ref(&key))
                 .await;
         }
-        if self.event_wanted(action) {
-            let event = Event::for_write::<E>(
-                ctx,
-                &self.keel.config().service_name,
-                action,
-                key,
-                row,
-                changes,
-            );
+        if let Some(event) = self.write_event(ctx, action, key, row, changes.unwrap_or(&[])) {
             self.keel.events().publish(event);
         }
     }

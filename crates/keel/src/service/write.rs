@@ -18,6 +18,12 @@ use crate::{Context, Error, Resource, Result, WriteAction, audit};
 
 pub(super) type ActiveModelOf<E> = <E as EntityTrait>::ActiveModel;
 
+/// An update's active model and the unique fields it sets.
+pub(super) type PatchedModel<E> = (
+    ActiveModelOf<E>,
+    Vec<(&'static str, <E as EntityTrait>::Column, Value)>,
+);
+
 /// The hooks of a resource, as the write steps take them.
 pub(super) type HookSlice<'a, E> = &'a [std::sync::Arc<dyn DynHooks<E>>];
 
@@ -129,6 +135,28 @@ impl<E: Resource> BaseService<E> {
         for hook in hooks {
             hook.before_update(ctx, tx, old, &patch).await?;
         }
+        let Some((model, unique)) = self.patched(ctx, old, patch)? else {
+            return Ok(None);
+        };
+        let new = self.write_row(tx, model, old, unique).await?;
+        self.record(tx, ctx, WriteAction::Updated, &new, Some(old), Some(&new))
+            .await?;
+        for hook in hooks {
+            hook.after_update(ctx, tx, old, &new).await?;
+        }
+        Ok(Some(new))
+    }
+
+    /// What an update of `old` writes: the patch applied, the key and the
+    /// server-owned columns kept, columns set to their current value left
+    /// out, version and `updated_*` stamped; with the unique fields it sets.
+    /// `None` when the patch changes nothing.
+    pub(super) fn patched(
+        &self,
+        ctx: &Context,
+        old: &E::Model,
+        patch: E::Patch,
+    ) -> Result<Option<PatchedModel<E>>> {
         let mut model: ActiveModelOf<E> = old.clone().into_active_model();
         E::apply_patch(patch, &mut model);
         self.keep_server_columns(&mut model, old)?;
@@ -137,13 +165,28 @@ impl<E: Resource> BaseService<E> {
         }
         let unique = Self::unique_candidates(&model);
         self.stamp_write(ctx, &mut model, old)?;
-        let new = self.write_row(tx, model, old, unique).await?;
-        self.record(tx, ctx, WriteAction::Updated, &new, Some(old), Some(&new))
-            .await?;
-        for hook in hooks {
-            hook.after_update(ctx, tx, old, &new).await?;
-        }
-        Ok(Some(new))
+        Ok(Some((model, unique)))
+    }
+
+    /// The event of a write, when a subscriber wants it (no one listening:
+    /// the event is not built).
+    pub(super) fn write_event(
+        &self,
+        ctx: &Context,
+        action: WriteAction,
+        key: String,
+        row: &E::Model,
+        changes: &[audit::Change],
+    ) -> Option<Event> {
+        let service = &self.keel.config().service_name;
+        let wanted = self
+            .keel
+            .events()
+            .wants(&format!("{service}.{}", E::event_type(action)));
+        wanted.then(|| {
+            let diff = (action == WriteAction::Updated).then_some(changes);
+            Event::for_write::<E>(ctx, service, action, key, row, diff)
+        })
     }
 
     /// Deletes the row with key `id`: sets `deleted_at` for a soft-deleted
@@ -336,16 +379,7 @@ impl<E: Resource> BaseService<E> {
         audit::append::<E, _>(tx.db(), ctx, action, id.clone(), now(), &changes)
             .await
             .map_err(|e| WriteError::Done(self.db_error(e)))?;
-        if self.event_wanted(action) {
-            let diff = (action == WriteAction::Updated).then_some(changes.as_slice());
-            let event = Event::for_write::<E>(
-                ctx,
-                &self.keel.config().service_name,
-                action,
-                id.clone(),
-                row,
-                diff,
-            );
+        if let Some(event) = self.write_event(ctx, action, id.clone(), row, &changes) {
             // The outbox row carrying this event will be written here, in the
             // same transaction; the in-process bus gets it after the commit.
             tx.emit(event);
@@ -357,15 +391,6 @@ impl<E: Resource> BaseService<E> {
             tx.after_commit(move || async move { cache.invalidate(&scope, &[id]).await });
         }
         Ok(())
-    }
-
-    /// Whether a subscriber wants the event of this write (no one listening:
-    /// the event is not built).
-    pub(super) fn event_wanted(&self, action: WriteAction) -> bool {
-        let service = &self.keel.config().service_name;
-        self.keel
-            .events()
-            .wants(&format!("{service}.{}", E::event_type(action)))
     }
 
     /// Reads the row for writing: `SELECT ... FOR UPDATE` where the database has it.
