@@ -70,6 +70,10 @@ impl Keel {
                 })?;
         let migrate = config.auto_migrate;
         let keel = Keel::from_connection(db, config);
+        // Redis down: the cache fails open, and start-up goes on.
+        if !keel.cache().listening(Duration::from_secs(2)).await {
+            tracing::warn!("not yet subscribed to Redis invalidations; starting anyway");
+        }
         if migrate {
             keel.migrate().await?;
         }

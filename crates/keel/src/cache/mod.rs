@@ -289,6 +289,19 @@ impl Scope {
 }
 
 impl Cache {
+    /// Waits, at most `within`, until the Redis tier listens to other
+    /// instances' invalidations (true at once without Redis); whether it
+    /// does. Until then the in-process tier may miss an invalidation, and
+    /// the first subscription empties it. [`Keel::connect`](crate::Keel::connect)
+    /// waits up to 2 s, so that a new instance starts coherent and no early
+    /// read is dropped by that flush.
+    pub async fn listening(&self, within: Duration) -> bool {
+        match &self.inner.redis {
+            Some(redis) => redis.first_subscription(within).await,
+            None => true,
+        }
+    }
+
     /// A cache as `config` says. With a Redis URL it connects lazily (Redis
     /// may be down at start) and subscribes to invalidations in the
     /// background; it must then be made inside a Tokio runtime.

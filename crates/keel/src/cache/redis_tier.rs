@@ -103,6 +103,9 @@ pub(super) struct RedisTier {
     was_down: AtomicBool,
     pending: Mutex<VecDeque<Invalidation>>,
     scripts: Scripts,
+    /// Whether the subscriber has subscribed at least once (and flushed the
+    /// in-process tier as it did).
+    subscribed: tokio::sync::watch::Sender<bool>,
 }
 
 impl RedisTier {
@@ -134,6 +137,7 @@ impl RedisTier {
             instance: uuid::Uuid::now_v7().simple().to_string(),
             was_down: AtomicBool::new(false),
             pending: Mutex::new(VecDeque::new()),
+            subscribed: tokio::sync::watch::Sender::new(false),
             scripts: Scripts {
                 read_query: Script::new(READ_QUERY),
                 store_row: Script::new(STORE_ROW),
@@ -297,6 +301,15 @@ impl RedisTier {
     }
 
     /// Invalidations still waiting for Redis.
+    /// Waits, at most `within`, until the subscriber has subscribed once;
+    /// whether it has.
+    pub(super) async fn first_subscription(&self, within: Duration) -> bool {
+        let mut subscribed = self.subscribed.subscribe();
+        tokio::time::timeout(within, subscribed.wait_for(|s| *s))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     pub(super) fn pending(&self) -> usize {
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
@@ -336,7 +349,12 @@ async fn subscriber(weak: Weak<Inner>) {
                 delay = Duration::from_millis(100);
                 let Some(inner) = weak.upgrade() else { return };
                 // Messages may have been missed while unsubscribed.
-                Cache { inner }.flush_l1();
+                let cache = Cache { inner };
+                cache.flush_l1();
+                if let Some(redis) = tier(&cache.inner) {
+                    redis.subscribed.send_replace(true);
+                }
+                drop(cache);
                 let mut messages = pubsub.into_on_message();
                 while let Some(message) = messages.next().await {
                     let Some(inner) = weak.upgrade() else { return };
