@@ -192,9 +192,9 @@ impl TestDb {
                     .expect("admin connection");
                 let create = match backend {
                     Backend::Postgres => format!("CREATE DATABASE \"{name}\""),
-                    _ => format!(
-                        "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
-                    ),
+                    // The server's defaults, as a user creates a database
+                    // (MariaDB: utf8mb4_general_ci, case- and accent-blind).
+                    _ => format!("CREATE DATABASE `{name}`"),
                 };
                 db.execute_unprepared(&create)
                     .await
@@ -264,6 +264,10 @@ pub async fn create_tables(keel: &Keel) {
     keel.create_table(tag::Entity).await.expect("tags");
     keel.create_table(review::Entity).await.expect("reviews");
     keel.create_table(ticket::Entity).await.expect("tickets");
+    keel.create_table(label::Entity).await.expect("labels");
+    keel.create_table(invoice::Entity).await.expect("invoices");
+    keel.create_table(memo::Entity).await.expect("memos");
+    keel.create_table(project::Entity).await.expect("projects");
     keel.db()
         .execute_unprepared(gadget::ddl(keel.backend()))
         .await

@@ -14,6 +14,7 @@ mod backends {
     pub(crate) mod errors;
     pub(crate) mod events;
     pub(crate) mod query;
+    pub(crate) mod shapes;
     pub(crate) mod tx;
 }
 
@@ -32,6 +33,7 @@ fn main() {
         ("errors", backends::errors::CASES),
         ("events", backends::events::CASES),
         ("query", backends::query::CASES),
+        ("shapes", backends::shapes::CASES),
         ("tx", backends::tx::CASES),
     ];
     for (module, cases) in all {

@@ -199,6 +199,8 @@ fn http_kind(status: StatusCode) -> &'static str {
     }
 }
 
+/// For handlers that take axum's own `Json`: prefer [`JsonBody`](crate::JsonBody),
+/// whose shape errors carry the JSON pointer of the field at fault.
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
@@ -212,7 +214,11 @@ impl From<JsonRejection> for ApiError {
                 format!("the body is not valid JSON: {}", inner(&err.body_text())),
             )
             .into(),
-            JsonRejection::JsonDataError(err) => body_error(&err.body_text()).into(),
+            // `JsonBody` knows which field is at fault; axum's `Json` only
+            // says so in text.
+            JsonRejection::JsonDataError(err) => {
+                Error::validation("", "INVALID_TYPE", inner(&err.body_text())).into()
+            }
             JsonRejection::BytesRejection(err) if err.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 Self::http(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -237,106 +243,10 @@ impl From<PathRejection> for ApiError {
     }
 }
 
-/// A body that is JSON but not the expected shape, as a field error with a
-/// JSON pointer: `unknown field `colour`` → `/colour` `UNKNOWN_FIELD`,
-/// `missing field `sku`` → `/sku` `REQUIRED`, `lines[0].quantity: invalid
-/// type ...` → `/lines/0/quantity` `INVALID_TYPE`.
-fn body_error(text: &str) -> Error {
-    let rest = text
-        .split_once("target type: ")
-        .map_or(text, |(_, rest)| rest);
-    // serde_path_to_error puts the path first (`a.b[2].c: message`), except at the root.
-    let (path, message) = match rest.split_once(": ") {
-        Some((path, message)) if !path.is_empty() && !path.contains(' ') && path != "." => {
-            (path, message)
-        }
-        _ => ("", rest),
-    };
-    let message = message.rsplit_once(" at line ").map_or(message, |(m, _)| m);
-    let field = |prefix: &str| {
-        message
-            .strip_prefix(prefix)
-            .and_then(|r| r.strip_prefix('`'))
-            .and_then(|r| r.split('`').next())
-            .map(str::to_owned)
-    };
-    let mut pointer: String = path
-        .split(['.', '['])
-        .filter(|p| !p.is_empty())
-        .map(|p| format!("/{}", p.trim_end_matches(']')))
-        .collect();
-    // The path of an unknown field already ends with it; a missing one's
-    // is its parent's.
-    let mut name_it = |name: String| {
-        if !pointer.ends_with(&format!("/{name}")) {
-            pointer.push_str(&format!("/{name}"));
-        }
-    };
-    let code = if let Some(name) = field("unknown field ") {
-        name_it(name);
-        "UNKNOWN_FIELD"
-    } else if let Some(name) = field("missing field ") {
-        name_it(name);
-        "REQUIRED"
-    } else {
-        "INVALID_TYPE"
-    };
-    Error::validation(pointer, code, message)
-}
-
 /// The part of an extractor's message after its generic prefix, such as
 /// "unknown field `colour`, expected ..." from "Failed to deserialize ...: unknown field ...".
 fn inner(text: &str) -> String {
     text.rsplit_once(": ")
         .map_or(text, |(_, rest)| rest)
         .to_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn field(err: &Error) -> (String, String, String) {
-        match err {
-            Error::Validation(errors) => {
-                let f = &errors.errors()[0];
-                (f.pointer.clone(), f.code.clone(), f.message.clone())
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn body_errors_point_at_the_field() {
-        let prefix = "Failed to deserialize the JSON body into the target type: ";
-        let unknown = body_error(&format!(
-            "{prefix}id: unknown field `id`, expected one of `sku`, `name` at line 1 column 52"
-        ));
-        assert_eq!(
-            field(&unknown),
-            (
-                "/id".into(),
-                "UNKNOWN_FIELD".into(),
-                "unknown field `id`, expected one of `sku`, `name`".into()
-            )
-        );
-        let missing = body_error(&format!("{prefix}missing field `sku` at line 1 column 2"));
-        assert_eq!(field(&missing).0, "/sku");
-        assert_eq!(field(&missing).1, "REQUIRED");
-        let nested = body_error(&format!(
-            "{prefix}lines[0].quantity: invalid type: string \"x\", expected i32 at line 1 column 40"
-        ));
-        assert_eq!(
-            field(&nested),
-            (
-                "/lines/0/quantity".into(),
-                "INVALID_TYPE".into(),
-                "invalid type: string \"x\", expected i32".into()
-            )
-        );
-        let typed = body_error(&format!(
-            "{prefix}price_cents: invalid type: string \"1\", expected i64 at line 1 column 9"
-        ));
-        assert_eq!(field(&typed).0, "/price_cents");
-    }
 }

@@ -38,12 +38,14 @@
 //! # }
 //! ```
 
+mod body;
 mod error;
 mod openapi;
 mod ops;
 mod rate;
 mod resource;
 
+pub use body::JsonBody;
 pub use error::{ApiError, status_of};
 pub use openapi::{ApiDoc, docs_routes};
 pub use ops::{http_metrics, ops_routes};

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use axum::Extension;
 
-use crate::{ApiError, Ctx, Identity};
+use crate::{ApiError, Ctx, Identity, JsonBody};
 
 /// The default body limit: 1 MiB (413 beyond).
 pub const BODY_LIMIT: usize = 1 << 20;
@@ -474,7 +474,7 @@ async fn create<E>(
     State(shared): State<Shared<E>>,
     ctx: Ctx,
     identity: Who,
-    body: Result<Json<E::Create>, JsonRejection>,
+    body: Result<JsonBody<E::Create>, ApiError>,
 ) -> Reply
 where
     E: Resource,
@@ -484,10 +484,11 @@ where
         &ctx,
         async {
             let service = shared.allow(Operation::Create, None, who(&identity))?;
-            let Json(input) = body?;
+            let JsonBody(input) = body?;
             let row = service.create(&ctx.0, input).await?;
             let mut response = row_response::<E>(StatusCode::CREATED, &row);
             let key = sea_orm_key::<E>(&row);
+            let key = percent_encoding::utf8_percent_encode(&key, PATH_SEGMENT);
             if let Ok(location) = HeaderValue::from_str(&format!("/{}/{key}", E::PLURAL)) {
                 response.headers_mut().insert(header::LOCATION, location);
             }
@@ -496,6 +497,14 @@ where
         .await,
     )
 }
+
+/// What a key may hold unescaped in a path segment: RFC 3986's unreserved
+/// characters; everything else is percent-encoded.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// The row's key as text, as the routes take it.
 fn sea_orm_key<E: Resource>(row: &E::Model) -> String {
@@ -514,7 +523,7 @@ async fn patch<E>(
     identity: Who,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Result<Json<E::Patch>, JsonRejection>,
+    body: Result<JsonBody<E::Patch>, ApiError>,
 ) -> Reply
 where
     E: Resource,
@@ -526,14 +535,12 @@ where
             let service = shared.allow(Operation::Update, Some(&id), who(&identity))?;
             let id = parse_id::<E>(&id)?;
             let expected = if_match(&headers)?;
-            let Json(mut patch) = body?;
-            if let Some(version) = expected {
-                E::set_patch_version(&mut patch, version);
+            let JsonBody(patch) = body?;
+            let row = match expected {
+                Some(version) => service.update_if_version(&ctx.0, id, patch, version).await,
+                None => service.update(&ctx.0, id, patch).await,
             }
-            let row = service
-                .update(&ctx.0, id, patch)
-                .await
-                .map_err(|e| precondition(e, expected))?;
+            .map_err(|e| precondition(e, expected))?;
             Ok(row_response::<E>(StatusCode::OK, &row))
         }
         .await,

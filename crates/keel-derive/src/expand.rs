@@ -54,6 +54,25 @@ pub(crate) fn service(plan: &Plan<'_>) -> TokenStream {
     let deleted_at = some_column(plan.soft_delete);
 
     let fields = plan.columns.iter().map(field_entry);
+    let choice_fns = plan
+        .columns
+        .iter()
+        .filter(|c| c.field.kind == TypeKind::Other)
+        .map(|c| {
+            let f = choices_fn(c.field);
+            let inner = c.field.inner;
+            quote! {
+                fn #f() -> &'static [::keel::__private::Choice] {
+                    static CHOICES: ::std::sync::OnceLock<::std::vec::Vec<::keel::__private::Choice>> =
+                        ::std::sync::OnceLock::new();
+                    CHOICES.get_or_init(|| {
+                        #[allow(unused_imports)]
+                        use ::keel::__private::{EnumChoices as _, NoChoices as _};
+                        (&&::keel::__private::Probe::<#inner>::new()).choices()
+                    })
+                }
+            }
+        });
     let pk_name = plan.pk.map(FieldModel::name);
     let schema = plan
         .columns
@@ -187,6 +206,8 @@ pub(crate) fn service(plan: &Plan<'_>) -> TokenStream {
         #vis type #service_ty = ::keel::__private::BaseService<Entity>;
 
         const _: () = {
+            #(#choice_fns)*
+
             #[automatically_derived]
             impl ::keel::__private::Resource for Entity {
                 type Key = #key_ty;
@@ -280,7 +301,17 @@ fn field_entry(column: &Column<'_>) -> TokenStream {
     if column.field.sea.unique {
         entry = quote!(#entry.unique());
     }
+    if column.field.kind == TypeKind::Other {
+        let f = choices_fn(column.field);
+        entry = quote!(#entry.choices(#f));
+    }
     entry
+}
+
+/// The function that lists the values of a field of a type Keel does not
+/// know (an enum, or a type of the application's own).
+fn choices_fn(field: &FieldModel<'_>) -> Ident {
+    format_ident!("__keel_choices_{}", field.name())
 }
 
 /// The `FieldSchema` of a column: its JSON type, whether it is input, its rules.
@@ -339,6 +370,10 @@ fn schema_entry(column: &Column<'_>, key: bool) -> TokenStream {
             Rule::Custom(_) => continue,
         };
         entry = quote!(#entry #set);
+    }
+    if column.field.kind == TypeKind::Other {
+        let f = choices_fn(column.field);
+        entry = quote!(#entry.choices(#f));
     }
     entry
 }

@@ -36,6 +36,8 @@ struct Inner {
     events: EventBus,
     hooks: HookRegistry,
     cache: crate::cache::Cache,
+    /// The resources whose table was checked (MySQL).
+    schema_checked: std::sync::Mutex<std::collections::HashSet<std::any::TypeId>>,
 }
 
 impl Keel {
@@ -111,13 +113,46 @@ impl Keel {
                 events,
                 hooks: HookRegistry::default(),
                 cache,
+                schema_checked: std::sync::Mutex::default(),
             }),
         }
     }
 
     /// The service of resource `E`.
     pub fn service<E: Resource>(&self) -> BaseService<E> {
+        if self.backend() == DbBackend::MySql {
+            self.warn_about_schema::<E>();
+        }
         BaseService::new(self.clone())
+    }
+
+    /// The first time a service of `E` is made: [`check_schema`](Self::check_schema)
+    /// in the background, its findings logged as warnings.
+    fn warn_about_schema<E: Resource>(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let first = self
+            .inner
+            .schema_checked
+            .lock()
+            .map(|mut seen| seen.insert(std::any::TypeId::of::<E>()))
+            .unwrap_or(false);
+        if first {
+            let keel = self.clone();
+            runtime.spawn(async move {
+                match keel.check_schema::<E>().await {
+                    Ok(report) => {
+                        for problem in report.problems() {
+                            tracing::warn!(resource = E::NAME, "{problem}");
+                        }
+                    }
+                    Err(err) => {
+                        tracing::debug!(resource = E::NAME, error = %err, "schema not checked");
+                    }
+                }
+            });
+        }
     }
 
     /// Runs `f` in a transaction and commits it when `f` returns `Ok`.
@@ -221,10 +256,17 @@ impl Keel {
     /// Creates the table of entity `E` (and its indexes) if it does not exist,
     /// from the entity definition. Handy for examples and tests; use
     /// migrations in production.
+    ///
+    /// On MySQL / MariaDB the table's text compares exactly (a binary `NO
+    /// PAD` collation: `utf8mb4_nopad_bin`, or `utf8mb4_0900_bin` on MySQL
+    /// 8) and its timestamps keep microseconds (`DATETIME(6)`), whatever
+    /// the database's defaults; a migration of the application's own should
+    /// do the same (see [`check_schema`](Self::check_schema)).
     pub async fn create_table<E: sea_orm::EntityTrait>(&self, entity: E) -> Result<()> {
         let backend = self.backend();
         let schema = Schema::new(backend);
-        let mut table = schema.create_table_from_entity(entity);
+        let collation = crate::schema::exact_collation(self).await?;
+        let mut table = crate::schema::create_table(entity, backend, collation);
         table.if_not_exists();
         self.db().execute(&table).await.map_err(Error::from)?;
         for mut index in schema.create_index_from_entity(entity) {
@@ -235,9 +277,36 @@ impl Keel {
     }
 
     /// Creates the tables Keel itself needs (today `keel_audit`) if they do
-    /// not exist. Run it once at start-up, before the first write.
+    /// not exist, and brings one made by an older Keel up to date (on MySQL:
+    /// exact text, microsecond times). Run it once at start-up, before the
+    /// first write.
     pub async fn migrate(&self) -> Result<()> {
         crate::audit::log_table(self).await
+    }
+
+    /// Checks the table of resource `E` against what Keel's guarantees need
+    /// of it, and reports each column that falls short with the statement
+    /// that fixes it. Only MySQL / MariaDB can fall short: a text column
+    /// that is unique or sortable but has a collation that does not compare
+    /// exactly (the server default `utf8mb4_general_ci` ignores case and
+    /// accents; every `PAD SPACE` collation, `utf8mb4_bin` included,
+    /// ignores trailing spaces), or a server-owned timestamp without
+    /// microseconds. Keys, tenants and `=` / `!=` / `IN` compare exactly
+    /// whatever the collation.
+    ///
+    /// The first service of each resource made on MySQL runs this check in
+    /// the background and logs what it finds as warnings.
+    ///
+    /// ```no_run
+    /// # async fn demo<E: keel::Resource>(keel: keel::Keel) -> keel::Result<()> {
+    /// let report = keel.check_schema::<E>().await?;
+    /// for problem in report.problems() {
+    ///     eprintln!("{problem}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn check_schema<E: Resource>(&self) -> Result<crate::SchemaReport> {
+        crate::schema::check::<E>(self).await
     }
 
     /// The audit log.

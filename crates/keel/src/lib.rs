@@ -87,6 +87,7 @@ pub mod metrics;
 pub mod query;
 pub mod resilience;
 mod resource;
+mod schema;
 mod service;
 pub mod telemetry;
 pub mod tx;
@@ -105,8 +106,10 @@ pub use keel_derive::Audit;
 pub use keel_derive::Service;
 pub use query::{ListQuery, Page, PageConfig, QueryLimits};
 pub use resource::{
-    CachePolicy, Columns, Field, FieldSchema, Key, Ops, Resource, SchemaType, WriteAction,
+    CachePolicy, Choice, Choices, Columns, Field, FieldSchema, Key, Ops, Resource, SchemaType,
+    WriteAction,
 };
+pub use schema::{SchemaProblem, SchemaReport};
 pub use service::{BaseService, RowJson};
 
 /// Re-export of the sea-orm version Keel is built on.
@@ -125,9 +128,10 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::audit::{self, Audit, Change};
+    pub use crate::resource::{EnumChoices, NoChoices, Probe};
     pub use crate::validate;
     pub use crate::{
-        BaseService, CachePolicy, Columns, Field, FieldError, FieldSchema, Ops, Resource,
+        BaseService, CachePolicy, Choice, Columns, Field, FieldError, FieldSchema, Ops, Resource,
         SchemaType, ValidationErrors, WriteAction,
     };
     pub use regex;

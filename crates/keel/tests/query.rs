@@ -64,7 +64,9 @@ fn parse(text: &str) -> Filter<Item> {
 }
 
 fn sql(filter: &Filter<Item>, backend: DbBackend) -> (String, Vec<Value>) {
-    let statement = Item::find().filter(filter.condition()).build(backend);
+    let statement = Item::find()
+        .filter(filter.condition(backend))
+        .build(backend);
     let values = statement.values.map(|v| v.0).unwrap_or_default();
     (statement.sql, values)
 }
@@ -128,10 +130,11 @@ fn literals_are_typed_by_their_field() {
 fn has_is_a_case_insensitive_escaped_like() {
     let (sql_text, values) = sql(&parse(r#"name : "50%_Off!""#), DbBackend::Postgres);
     assert!(
-        sql_text.ends_with(r#"WHERE LOWER("items"."name") LIKE $1 ESCAPE '!'"#),
+        sql_text.ends_with(r#"WHERE LOWER("items"."name") LIKE LOWER($1) ESCAPE '!'"#),
         "{sql_text}"
     );
-    assert_eq!(values, vec![Value::String(Some("%50!%!_off!!%".into()))]);
+    // The database folds both sides alike (SQLite's LOWER() only ASCII).
+    assert_eq!(values, vec![Value::String(Some("%50!%!_Off!!%".into()))]);
 }
 
 #[test]
@@ -260,6 +263,7 @@ proptest! {
     /// SQL text is the same whatever the string holds.
     #[test]
     fn string_literals_are_always_bound(s in ".{0,40}") {
+        prop_assume!(!s.contains('\0'), "NUL is refused");
         let quoted = serde_json::to_string(&s).unwrap();
         for (op, template) in [("=", "\"x\""), (":", "\"x\""), ("!=", "'x'")] {
             let filter = parse(&format!("name {op} {quoted}"));
@@ -268,7 +272,10 @@ proptest! {
                 let (text, values) = sql(&filter, backend);
                 let (expected_text, _) = sql(&reference, backend);
                 prop_assert_eq!(&text, &expected_text);
-                prop_assert_eq!(values.len(), 1);
+                // MySQL compares `=` by collation and as bytes: the value twice.
+                let binds = if backend == DbBackend::MySql && op == "=" { 2 } else { 1 };
+                prop_assert_eq!(values.len(), binds);
+                prop_assert!(values.iter().all(|v| v == &values[0]));
                 let Value::String(Some(bound)) = &values[0] else { panic!("{values:?}") };
                 if op == ":" {
                     prop_assert!(bound.starts_with('%') && bound.ends_with('%'));

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::entities::{customer, order, order_line, product};
-use keel_axum::{ApiError, Ctx, Identity};
+use keel_axum::{ApiError, Ctx, Identity, JsonBody};
 
 /// The most lines one order may have.
 pub const MAX_LINES: usize = 100;
@@ -152,12 +151,12 @@ async fn place(
     State(shop): State<Shop>,
     Ctx(ctx): Ctx,
     identity: Option<Extension<Identity>>,
-    body: Result<Json<PlaceOrder>, JsonRejection>,
+    body: Result<JsonBody<PlaceOrder>, ApiError>,
 ) -> Result<Response, ApiError> {
     let request_id = ctx.request_id().to_owned();
     let result = async {
         shop.require(identity.as_ref())?;
-        let Json(input) = body?;
+        let JsonBody(input) = body?;
         let merged = check(&input)?;
         let placed = place_order(&shop.keel, &ctx, input.customer_id, &merged).await?;
         let mut response = (StatusCode::CREATED, Json(&placed)).into_response();

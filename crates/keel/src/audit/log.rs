@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::entry::{self, Column, Entity as AuditTable};
 use super::{Change, REDACTED};
-use crate::query::Page;
+use crate::query::{Page, exact};
 use crate::{Context, Error, Keel, Resource, Result, WriteAction};
 
 /// One entry of the audit log.
@@ -166,14 +166,15 @@ impl AuditLog {
         let id = id.into().to_string();
         let config = self.keel.config();
         let size = config.page.size(query.page_size)?;
+        let backend = self.keel.backend();
         let mut scope = Condition::all()
             .add(Column::Entity.eq(E::NAME))
-            .add(Column::EntityId.eq(id.clone()));
+            .add(exact::eq(backend, Column::EntityId, id.clone().into()));
         if E::COLUMNS.tenant.is_some() {
             let tenant = ctx.tenant().ok_or_else(|| Error::PermissionDenied {
                 message: format!("{} requires a tenant", E::PLURAL),
             })?;
-            scope = scope.add(Column::Tenant.eq(tenant));
+            scope = scope.add(exact::eq(backend, Column::Tenant, tenant.into()));
         }
         let shape = format!("{}|{id}|{}", E::NAME, ctx.tenant().unwrap_or(""));
         if let Some(token) = &query.page_token {
@@ -220,12 +221,16 @@ impl AuditLog {
 pub(crate) async fn create_table(keel: &Keel) -> Result<()> {
     let db = keel.db();
     if AuditTable::find().limit(1).all(db).await.is_ok() {
-        return Ok(());
+        return crate::schema::upgrade_audit_table(keel).await;
     }
-    let schema = sea_orm::Schema::new(keel.backend());
-    db.execute(&schema.create_table_from_entity(AuditTable))
-        .await
-        .map_err(Error::from)?;
+    let collation = crate::schema::exact_collation(keel).await?;
+    db.execute(&crate::schema::create_table(
+        AuditTable,
+        keel.backend(),
+        collation,
+    ))
+    .await
+    .map_err(Error::from)?;
     let index = sea_orm::sea_query::Index::create()
         .name("keel_audit_entity_row")
         .table(AuditTable)

@@ -24,15 +24,18 @@ enum Matcher {
     Pattern(String),
     /// `{service}.{type}`.
     Domain(&'static str),
-    /// `{service}.{resource}.*`.
-    Entity(&'static str),
+    /// `{service}.{type}` for each of these types: a resource's write
+    /// events.
+    Types(Vec<String>),
 }
 
 impl Matcher {
     fn resolve(&self, service: &str) -> Matcher {
         match self {
             Matcher::Domain(t) => Matcher::Pattern(format!("{service}.{t}")),
-            Matcher::Entity(name) => Matcher::Pattern(format!("{service}.{name}.*")),
+            Matcher::Types(types) => {
+                Matcher::Types(types.iter().map(|t| format!("{service}.{t}")).collect())
+            }
             other => other.clone(),
         }
     }
@@ -52,7 +55,8 @@ impl Matcher {
                     }
                 }
             }
-            Matcher::Domain(_) | Matcher::Entity(_) => false,
+            Matcher::Types(types) => types.iter().any(|t| t == event_type),
+            Matcher::Domain(_) => false,
         }
     }
 }
@@ -147,15 +151,22 @@ impl Subscription {
         })
     }
 
-    /// Every write event of resource `E` (`{service}.{resource}.*`: created,
-    /// updated, deleted, restored).
+    /// The write events of resource `E`: `{service}.{resource}.created`,
+    /// `.updated`, `.deleted` and `.restored` (the types
+    /// [`Resource::event_type`] names), and nothing else: not a domain
+    /// event whose type happens to start with the resource's name
+    /// (`invoice.reminder`).
     pub fn entity<E, F, Fut>(name: impl Into<String>, handler: F) -> Self
     where
         E: Resource,
         F: Fn(Event) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = std::result::Result<(), BoxError>> + Send + 'static,
     {
-        Subscription::with_matcher(name, Matcher::Entity(E::NAME), handler)
+        let types = crate::WriteAction::ALL
+            .iter()
+            .map(|action| E::event_type(*action).into_owned())
+            .collect();
+        Subscription::with_matcher(name, Matcher::Types(types), handler)
     }
 
     fn with_matcher<F, Fut>(name: impl Into<String>, matcher: Matcher, handler: F) -> Self
@@ -471,8 +482,11 @@ mod tests {
         assert!(!m.matches("shop.product"));
         assert!(!m.matches("shop.product.created.extra"));
         assert!(!m.matches("shop.order.placed"));
-        let m = Matcher::Entity("product").resolve("shop");
+        let m = Matcher::Types(vec!["product.deleted".into(), "product.created".into()])
+            .resolve("shop");
         assert!(m.matches("shop.product.deleted"));
+        assert!(!m.matches("shop.product.reminder"));
+        assert!(!m.matches("product.deleted"));
         let m = Matcher::Domain("order.placed").resolve("shop");
         assert!(m.matches("shop.order.placed"));
         assert!(!m.matches("other.order.placed"));

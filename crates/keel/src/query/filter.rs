@@ -12,17 +12,22 @@
 //! value      := STRING | NUMBER | "true" | "false" | "null"
 //! ```
 //!
-//! Strings are quoted with `"` or `'` (escapes: `\\ \" \' \n \t \r`);
-//! timestamps are RFC 3339 strings and UUIDs are strings. `:` on a text field
-//! is a case-insensitive substring match. `= null` / `!= null` test for NULL.
-//! An ordering comparison never matches NULL.
+//! Strings are quoted with `"` or `'` (escapes: `\\ \" \' \n \t \r`)
+//! and cannot hold NUL; timestamps are RFC 3339 strings and UUIDs are
+//! strings; an enum field takes its variants' JSON forms. `:` on a text
+//! field is a case-insensitive substring match (the database's `LOWER()` on
+//! both sides). `=`, `!=` and `IN` compare text exactly on every database
+//! (see the `exact` module). `= null` / `!= null` test for NULL; any other
+//! comparison, `!=` included, never matches NULL.
 
 use std::fmt;
 
-use sea_orm::sea_query::{Condition, Expr, ExprTrait, Func, LikeExpr};
-use sea_orm::{ColumnTrait, EntityTrait, Value};
+use sea_orm::sea_query::{BinOper, Condition, Expr, ExprTrait, Func};
+use sea_orm::{ColumnTrait, DbBackend, EntityTrait, Value};
 
+use super::exact;
 use super::lexer::{Comparator, Token, TokenKind, err, tokenize};
+use crate::resource::describe_choices;
 use crate::resource::value::{self, FieldType};
 use crate::{Error, Field, Resource};
 
@@ -62,6 +67,21 @@ pub enum Literal {
     Str(String),
     /// The values of `IN (...)`.
     List(Vec<Literal>),
+}
+
+impl Literal {
+    /// Whether this literal is the JSON value `json` (an enum's variant).
+    fn is_json(&self, json: &serde_json::Value) -> bool {
+        use serde_json::Value as Json;
+        match (self, json) {
+            (Literal::Null, Json::Null) => true,
+            (Literal::Bool(a), Json::Bool(b)) => a == b,
+            (Literal::Int(a), Json::Number(b)) => b.as_i64() == Some(*a),
+            (Literal::Float(a), Json::Number(b)) => b.as_f64() == Some(*a),
+            (Literal::Str(a), Json::String(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 impl fmt::Display for Literal {
@@ -240,25 +260,25 @@ impl<E: Resource> Filter<E> {
         Ok(Some(filter))
     }
 
-    /// The SQL condition, with every value bound as a parameter.
-    pub fn condition(&self) -> Condition {
+    /// The SQL condition for `backend`, with every value bound as a parameter.
+    pub fn condition(&self, backend: DbBackend) -> Condition {
         match self {
             Filter::And(parts) => parts
                 .iter()
-                .fold(Condition::all(), |c, p| c.add(p.condition())),
+                .fold(Condition::all(), |c, p| c.add(p.condition(backend))),
             Filter::Or(parts) => parts
                 .iter()
-                .fold(Condition::any(), |c, p| c.add(p.condition())),
-            Filter::Not(inner) => Condition::all().add(inner.condition()).not(),
-            Filter::Compare(c) => Condition::all().add(comparison_expr(c)),
+                .fold(Condition::any(), |c, p| c.add(p.condition(backend))),
+            Filter::Not(inner) => Condition::all().add(inner.condition(backend)).not(),
+            Filter::Compare(c) => Condition::all().add(comparison_expr(c, backend)),
         }
     }
 }
 
-fn comparison_expr<E: EntityTrait>(c: &Comparison<E>) -> Expr {
+fn comparison_expr<E: EntityTrait>(c: &Comparison<E>, backend: DbBackend) -> Expr {
     let column = c.field.column;
     if c.op == Comparator::In {
-        return column.is_in(c.values.iter().cloned());
+        return exact::is_in(backend, column, &c.values);
     }
     let v = c.values.first().cloned().unwrap_or(Value::Bool(None));
     if value::is_null(&v) {
@@ -268,19 +288,26 @@ fn comparison_expr<E: EntityTrait>(c: &Comparison<E>) -> Expr {
         };
     }
     match c.op {
-        Comparator::Eq | Comparator::In => column.eq(v),
-        Comparator::Ne => column.ne(v),
+        Comparator::Eq | Comparator::In => exact::eq(backend, column, v),
+        Comparator::Ne => exact::ne(backend, column, v),
         Comparator::Lt => column.lt(v),
         Comparator::Le => column.lte(v),
         Comparator::Gt => column.gt(v),
         Comparator::Ge => column.gte(v),
         Comparator::Has => {
             let pattern = match &c.literal {
-                Literal::Str(needle) => format!("%{}%", escape_like(&needle.to_lowercase())),
+                Literal::Str(needle) => format!("%{}%", escape_like(needle)),
                 _ => String::from("%"),
             };
+            // The same LOWER() on both sides: SQLite's folds ASCII only, and
+            // a needle folded in Rust would then miss its own text.
+            let pattern = Expr::Binary(
+                Box::new(Func::lower(Expr::val(pattern)).into()),
+                BinOper::Escape,
+                Box::new(Expr::Constant('!'.into())),
+            );
             Expr::expr(Func::lower(Expr::col(column.as_column_ref())))
-                .like(LikeExpr::new(pattern).escape('!'))
+                .binary(BinOper::Like, pattern)
         }
     }
 }
@@ -566,6 +593,12 @@ pub(crate) fn find_field<E: Resource>(name: &str) -> Option<&'static Field<E>> {
 
 fn literal(token: &Token) -> Result<Literal, Error> {
     Ok(match &token.kind {
+        TokenKind::Str(s) if s.contains('\0') => {
+            return Err(err(
+                token.pos,
+                "a string in a filter cannot contain NUL (U+0000)",
+            ));
+        }
         TokenKind::Str(s) => Literal::Str(s.clone()),
         TokenKind::Number(text) => {
             let is_float = text.contains(['.', 'e', 'E']);
@@ -619,6 +652,32 @@ fn typed_value<E: Resource>(
             ),
         )
     };
+    let choices = field.choice_list();
+    if !choices.is_empty() && literal != &Literal::Null {
+        return match op {
+            Comparator::Eq | Comparator::Ne | Comparator::In => choices
+                .iter()
+                .find(|c| literal.is_json(&c.json))
+                .map(|c| c.stored.clone())
+                .ok_or_else(|| {
+                    err(
+                        pos,
+                        format_args!(
+                            "field `{}` takes one of {}; found {literal}",
+                            field.name,
+                            describe_choices(choices)
+                        ),
+                    )
+                }),
+            _ => Err(err(
+                pos,
+                format_args!(
+                    "field `{}` is an enum: compare it with =, != or IN",
+                    field.name
+                ),
+            )),
+        };
+    }
     if op == Comparator::Has {
         return match (kind, literal) {
             (FieldType::Text, Literal::Str(s)) => Ok(Value::String(Some(s.clone()))),

@@ -15,6 +15,7 @@
 //! as the largest value (last ascending, first descending) on every database.
 //! `skip` is an offset fallback.
 
+pub(crate) mod exact;
 mod filter;
 mod lexer;
 mod list;

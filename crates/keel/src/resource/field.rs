@@ -4,6 +4,8 @@ use std::fmt;
 
 use sea_orm::EntityTrait;
 
+use super::schema::Choices;
+
 /// A set of filter operators allowed on a field.
 ///
 /// ```
@@ -127,6 +129,9 @@ pub struct Field<E: EntityTrait> {
     /// Whether a unique index covers it alone (used to name the field of an
     /// `ALREADY_EXISTS` error).
     pub unique: bool,
+    /// The values an enum field takes: filter literals must be one of their
+    /// JSON forms, and are bound as the stored value.
+    pub choices: Option<Choices>,
 }
 
 impl<E: EntityTrait> Field<E> {
@@ -138,6 +143,7 @@ impl<E: EntityTrait> Field<E> {
             ops: Ops::NONE,
             sortable: false,
             unique: false,
+            choices: None,
         }
     }
 
@@ -161,6 +167,19 @@ impl<E: EntityTrait> Field<E> {
         self.unique = true;
         self
     }
+
+    /// The values of an enum field (see [`Choice`](crate::Choice)); an
+    /// empty list means any value of the column's type.
+    #[must_use]
+    pub const fn choices(mut self, choices: Choices) -> Self {
+        self.choices = Some(choices);
+        self
+    }
+
+    /// The values of an enum field; empty for any other field.
+    pub fn choice_list(&self) -> &'static [crate::Choice] {
+        self.choices.map_or(&[], |f| f())
+    }
 }
 
 impl<E: EntityTrait> Clone for Field<E> {
@@ -178,6 +197,7 @@ impl<E: EntityTrait> fmt::Debug for Field<E> {
             .field("ops", &self.ops)
             .field("sortable", &self.sortable)
             .field("unique", &self.unique)
+            .field("choices", &self.choice_list())
             .finish()
     }
 }

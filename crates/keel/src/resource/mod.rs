@@ -3,19 +3,24 @@
 //! A [`Resource`] is a sea-orm entity plus a description: its API name, its
 //! input and patch types, which columns the service owns (version,
 //! timestamps, actor, soft delete, tenant) and which fields may be filtered
-//! and sorted. The `#[derive(Service)]` macro will write this impl; until
-//! then it is written by hand, as in this crate's quickstart example.
+//! and sorted. `#[derive(Service)]` writes this impl; the [`Resource`]
+//! trait's example shows it written by hand.
 
+mod choice;
 mod field;
 mod key;
 mod policy;
 mod schema;
 pub(crate) mod value;
 
+pub use choice::Choice;
+pub(crate) use choice::describe as describe_choices;
+#[doc(hidden)]
+pub use choice::{EnumChoices, NoChoices, Probe};
 pub use field::{Columns, Field, Ops};
 pub use key::Key;
 pub use policy::{CachePolicy, WriteAction};
-pub use schema::{FieldSchema, SchemaType};
+pub use schema::{Choices, FieldSchema, SchemaType};
 
 use sea_orm::{EntityTrait, IntoActiveModel};
 use serde::Serialize;

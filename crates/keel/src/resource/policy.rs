@@ -54,6 +54,14 @@ pub enum WriteAction {
 }
 
 impl WriteAction {
+    /// Every kind of write.
+    pub const ALL: [WriteAction; 4] = [
+        WriteAction::Created,
+        WriteAction::Updated,
+        WriteAction::Deleted,
+        WriteAction::Restored,
+    ];
+
     /// `created`, `updated`, `deleted` or `restored`.
     pub fn as_str(self) -> &'static str {
         match self {

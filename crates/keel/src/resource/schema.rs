@@ -2,6 +2,13 @@
 //! and the rules it is validated against. The derive writes one
 //! [`FieldSchema`] per model field; the REST layer turns them into OpenAPI.
 
+use super::choice::Choice;
+
+/// The values of an enum field, made once: `#[derive(Service)]` writes one
+/// such function per field whose type is not one Keel knows; it returns
+/// nothing unless the type is a sea-orm `ActiveEnum`.
+pub type Choices = fn() -> &'static [Choice];
+
 /// The JSON shape of a field's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -35,7 +42,7 @@ pub enum SchemaType {
 }
 
 /// One field of a resource as the API shows it.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug)]
 pub struct FieldSchema {
     /// The API name.
     pub name: &'static str,
@@ -61,6 +68,8 @@ pub struct FieldSchema {
     pub pattern: Option<&'static str>,
     /// `email` or `uri` when the text must be one.
     pub format: Option<&'static str>,
+    /// The values it may take, when its type is an enum (see [`Choice`]).
+    pub choices: Option<Choices>,
 }
 
 impl FieldSchema {
@@ -80,6 +89,7 @@ impl FieldSchema {
             maximum: None,
             pattern: None,
             format: None,
+            choices: None,
         }
     }
 
@@ -120,6 +130,13 @@ impl FieldSchema {
     #[must_use]
     pub const fn format(mut self, format: &'static str) -> Self {
         self.format = Some(format);
+        self
+    }
+
+    /// Sets the values of an enum field.
+    #[must_use]
+    pub const fn choices(mut self, choices: Choices) -> Self {
+        self.choices = Some(choices);
         self
     }
 }

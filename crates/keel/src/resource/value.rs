@@ -261,6 +261,13 @@ mod tests {
             (ArrayType::Int, Value::Int(Some(-7))),
             (ArrayType::BigInt, Value::BigInt(Some(1 << 40))),
             (ArrayType::Double, Value::Double(Some(0.1))),
+            // A value serde_json reads back one step off without its
+            // `float_roundtrip` feature.
+            (
+                ArrayType::Double,
+                Value::Double(Some(1_000.366_666_666_666_7)),
+            ),
+            (ArrayType::Float, Value::Float(Some(1000.3667))),
             (ArrayType::String, Value::String(Some("a\"b".into()))),
             (ArrayType::Bool, Value::Bool(Some(true))),
             (ArrayType::Uuid, Value::Uuid(Some(uuid::Uuid::now_v7()))),
@@ -287,7 +294,11 @@ mod tests {
         ];
         for (ty, value) in cases {
             let json = to_json(&value).unwrap();
-            assert_eq!(from_json(&ty, &json), Some(value), "{json}");
+            assert_eq!(from_json(&ty, &json), Some(value.clone()), "{json}");
+            // Through text, as a page token carries it.
+            let text = serde_json::to_string(&json).unwrap();
+            let back: Json = serde_json::from_str(&text).unwrap();
+            assert_eq!(from_json(&ty, &back), Some(value), "{text}");
         }
     }
 

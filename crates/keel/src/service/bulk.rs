@@ -125,7 +125,7 @@ impl<E: Resource> BaseService<E> {
     ) -> Result<Vec<E::Model>> {
         let mut select = E::find()
             .filter(self.scope(ctx, false)?)
-            .filter(filter.condition())
+            .filter(filter.condition(self.keel.backend()))
             .order_by_asc(primary_key_column::<E>());
         if self.keel.backend() != DbBackend::Sqlite {
             select = select.lock_exclusive();

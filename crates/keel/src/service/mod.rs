@@ -33,7 +33,7 @@ use sea_orm::{ColumnTrait, DbErr, ModelTrait, PaginatorTrait, QueryFilter, Value
 
 use crate::error::{DbFailure, classify};
 use crate::hooks::HookList;
-use crate::query::primary_key_column;
+use crate::query::{exact, primary_key_column};
 use crate::resource::value;
 use crate::tx::{Conn, RetryPolicy, Tx, TxFailure, TxOptions};
 use crate::{Context, Error, Keel, Resource, Result};
@@ -315,7 +315,7 @@ impl<E: Resource> BaseService<E> {
                     message: format!("{} requires a tenant", E::PLURAL),
                 });
             };
-            scope = scope.add(tenant.eq(t));
+            scope = scope.add(exact::eq(self.keel.backend(), tenant, t.into()));
         }
         if let (Some(deleted_at), false) = (E::COLUMNS.deleted_at, include_deleted) {
             scope = scope.add(deleted_at.is_null());
@@ -323,8 +323,13 @@ impl<E: Resource> BaseService<E> {
         Ok(scope)
     }
 
-    fn by_key(id: &E::Key) -> Condition {
-        Condition::all().add(primary_key_column::<E>().eq(id.clone()))
+    /// The row with key `id`: exact for text keys on every database.
+    fn by_key(&self, id: &E::Key) -> Condition {
+        Condition::all().add(exact::eq(
+            self.keel.backend(),
+            primary_key_column::<E>(),
+            id.clone().into(),
+        ))
     }
 
     fn not_found(id: &E::Key) -> Error {
@@ -374,7 +379,7 @@ impl<E: Resource> BaseService<E> {
     /// The row changed between our read and our write (only possible without
     /// row locks): report its current version, or that it is gone.
     async fn conflict_after_race(&self, id: &E::Key, old: &E::Model) -> Error {
-        let current = E::find().filter(Self::by_key(id)).one(&self.conn()).await;
+        let current = E::find().filter(self.by_key(id)).one(&self.conn()).await;
         match (current, Self::version_of(old)) {
             (Ok(Some(row)), Some(expected)) => Error::VersionConflict {
                 expected,

@@ -29,7 +29,7 @@ impl<E: Resource> BaseService<E> {
         let from_db = || {
             ctx.within_deadline(async {
                 E::find()
-                    .filter(Self::by_key(id))
+                    .filter(self.by_key(id))
                     .filter(self.scope(ctx, false)?)
                     .one(&self.conn())
                     .await
@@ -134,7 +134,7 @@ impl<E: Resource> BaseService<E> {
             let filtered = || {
                 let mut select = E::find().filter(scope.clone());
                 if let Some(f) = &filter {
-                    select = select.filter(f.condition());
+                    select = select.filter(f.condition(self.keel.backend()));
                 }
                 select
             };
@@ -226,7 +226,7 @@ impl<E: Resource> BaseService<E> {
             )?;
             let mut select = E::find().filter(self.scope(ctx, query.shows_deleted())?);
             if let Some(f) = &filter {
-                select = select.filter(f.condition());
+                select = select.filter(f.condition(self.keel.backend()));
             }
             let from_db = || {
                 ctx.within_deadline(async {

@@ -175,7 +175,7 @@ impl<E: Resource> BaseService<E> {
         };
         for _ in 0..OPTIMISTIC_ATTEMPTS {
             let read = E::find()
-                .filter(Self::by_key(id))
+                .filter(self.by_key(id))
                 .filter(scope.clone())
                 .one(self.keel.db())
                 .await;
@@ -208,7 +208,7 @@ impl<E: Resource> BaseService<E> {
             let changes = audit::resource_changes::<E>(Some(&old), Some(&predicted));
             let mut update = E::update_many()
                 .set(model)
-                .filter(Self::by_key(id))
+                .filter(self.by_key(id))
                 .filter(version.eq(old.get(version)))
                 .filter(scope.clone())
                 .into_query();

@@ -97,27 +97,57 @@ impl<E: Resource> BaseService<E> {
         patch: E::Patch,
     ) -> Result<E::Model> {
         self.observe(ctx, "update", async {
-            let id = id.into();
-            E::validate_patch(&patch)?;
             let expected = E::patch_version(&patch);
-            Self::check_versioned(expected)?;
-            let hooks = self.hooks();
-            let hooks: HookSlice<'_, E> = &hooks;
-            let id = &id;
-            if let Single::Ran(outcome) = self.update_single(ctx, hooks, id, &patch, expected).await
-            {
-                return outcome;
+            self.update_checked(ctx, id.into(), patch, expected).await
+        })
+        .await
+    }
+
+    /// Like [`update`](Self::update), but only if the row is at version
+    /// `expected` (whatever version the patch carries); otherwise
+    /// `VERSION_CONFLICT` and nothing is written. A resource without a
+    /// version column cannot check it: `INVALID_ARGUMENT`, and nothing is
+    /// written either.
+    pub async fn update_if_version(
+        &self,
+        ctx: &Context,
+        id: impl Into<E::Key>,
+        patch: E::Patch,
+        expected: i64,
+    ) -> Result<E::Model> {
+        self.observe(ctx, "update_if_version", async {
+            self.update_checked(ctx, id.into(), patch, Some(expected))
+                .await
+        })
+        .await
+    }
+
+    async fn update_checked(
+        &self,
+        ctx: &Context,
+        id: E::Key,
+        mut patch: E::Patch,
+        expected: Option<i64>,
+    ) -> Result<E::Model> {
+        E::validate_patch(&patch)?;
+        Self::check_versioned(expected)?;
+        if let Some(version) = expected {
+            E::set_patch_version(&mut patch, version);
+        }
+        let hooks = self.hooks();
+        let hooks: HookSlice<'_, E> = &hooks;
+        let id = &id;
+        if let Single::Ran(outcome) = self.update_single(ctx, hooks, id, &patch, expected).await {
+            return outcome;
+        }
+        self.write(ctx, |tx| {
+            let patch = patch.clone();
+            async move {
+                let old = self.lock_row(&tx, ctx, id, false).await?;
+                Self::check_version(expected, &old)?;
+                let new = self.update_locked(&tx, ctx, hooks, &old, patch).await?;
+                Ok(new.unwrap_or(old))
             }
-            self.write(ctx, |tx| {
-                let patch = patch.clone();
-                async move {
-                    let old = self.lock_row(&tx, ctx, id, false).await?;
-                    Self::check_version(expected, &old)?;
-                    let new = self.update_locked(&tx, ctx, hooks, &old, patch).await?;
-                    Ok(new.unwrap_or(old))
-                }
-            })
-            .await
         })
         .await
     }
@@ -402,7 +432,7 @@ impl<E: Resource> BaseService<E> {
         include_deleted: bool,
     ) -> Result<E::Model> {
         let mut select = E::find()
-            .filter(Self::by_key(id))
+            .filter(self.by_key(id))
             .filter(self.scope(ctx, include_deleted)?);
         if self.keel.backend() != DbBackend::Sqlite {
             select = select.lock_exclusive();
