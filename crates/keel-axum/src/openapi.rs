@@ -37,6 +37,7 @@ pub struct ApiDoc {
     paths: Map<String, Value>,
     schemas: Map<String, Value>,
     bearer: bool,
+    rate_limited: bool,
 }
 
 impl ApiDoc {
@@ -52,6 +53,7 @@ impl ApiDoc {
             paths: Map::new(),
             schemas,
             bearer: false,
+            rate_limited: false,
         }
     }
 
@@ -68,6 +70,33 @@ impl ApiDoc {
     pub fn bearer_auth(mut self) -> Self {
         self.bearer = true;
         self
+    }
+
+    /// Declares a per-caller rate limit ([`RateLimit`](crate::RateLimit)):
+    /// every operation may answer `429 RATE_LIMITED`.
+    #[must_use]
+    pub fn rate_limited(mut self) -> Self {
+        self.rate_limited = true;
+        self
+    }
+
+    /// An error response of the document: `description`, and the error
+    /// envelope as its body (for routes of the application's own).
+    pub fn error_response(description: &str) -> Value {
+        json!({"description": description, "content": {"application/json": {"schema": reference("Error")}}})
+    }
+
+    /// The `id` path parameter of resource `E`: its key's type and bounds
+    /// (for routes of the application's own).
+    pub fn id_parameter<E: Resource>() -> Value {
+        json!({"name": "id", "in": "path", "required": true, "schema": ResourceDoc::<E>::new().key_schema()})
+    }
+
+    /// The `If-Match` header parameter, with the grammar [`if_match`](crate::if_match) accepts.
+    pub fn if_match_parameter() -> Value {
+        json!({"name": "If-Match", "in": "header", "required": false,
+            "schema": {"type": "string", "pattern": ETAG_PATTERN},
+            "description": "Apply only if the row is at this version: its ETag (`\"3\"`, also `W/\"3\"` or `3`), or `*` for any version. Else 412 PRECONDITION_FAILED; 400 INVALID_ARGUMENT on a resource without a version."})
     }
 
     /// Adds the routes and schemas of resource `E`.
@@ -171,6 +200,54 @@ impl ApiDoc {
         self
     }
 
+    /// Every operation lists the statuses any of them can answer: 400 when
+    /// it takes a parameter or a body, 401 when it needs a bearer token,
+    /// 429 under a rate limit, 500 and 503 always.
+    fn common_responses(&self, paths: &mut Map<String, Value>) {
+        for item in paths.values_mut() {
+            let Value::Object(methods) = item else {
+                continue;
+            };
+            for operation in methods.values_mut() {
+                let takes_input = operation
+                    .get("parameters")
+                    .and_then(Value::as_array)
+                    .is_some_and(|p| !p.is_empty())
+                    || operation.get("requestBody").is_some();
+                let secured = self.bearer
+                    && operation
+                        .get("security")
+                        .and_then(Value::as_array)
+                        .is_some_and(|s| !s.is_empty());
+                let Some(Value::Object(responses)) = operation.get_mut("responses") else {
+                    continue;
+                };
+                let mut add = |status: &str, description: &str| {
+                    if !responses.contains_key(status) {
+                        responses.insert(status.into(), Self::error_response(description));
+                    }
+                };
+                if takes_input {
+                    add(
+                        "400",
+                        "INVALID_ARGUMENT: a malformed parameter, header or body",
+                    );
+                }
+                if secured {
+                    add("401", "UNAUTHENTICATED: no valid bearer token");
+                }
+                if self.rate_limited {
+                    add("429", "RATE_LIMITED: too many requests; see Retry-After");
+                }
+                add(
+                    "500",
+                    "INTERNAL: the body carries only the request id; the log has the cause",
+                );
+                add("503", "UNAVAILABLE: the database cannot be reached");
+            }
+        }
+    }
+
     /// The document as JSON.
     pub fn to_json(&self) -> Value {
         let mut components = json!({ "schemas": self.schemas });
@@ -183,33 +260,120 @@ impl ApiDoc {
         if let Some(d) = &self.description {
             info["description"] = json!(d);
         }
+        let mut paths = self.paths.clone();
+        self.common_responses(&mut paths);
         json!({
             "openapi": "3.1.0",
             "info": info,
-            "paths": self.paths,
+            "paths": paths,
             "components": components,
         })
     }
 
     /// The document as utoipa's [`OpenApi`], to merge with documents of the
-    /// application's own or to serve.
+    /// application's own.
     ///
     /// # Panics
     ///
-    /// Never for a document made by this builder (the JSON it writes is a
-    /// valid OpenAPI object; a test checks each shape).
+    /// Never for a document made by this builder from resources and
+    /// [`ops`](Self::ops) (a test builds one with every field type the
+    /// derive accepts); a path or schema of the application's own that is
+    /// not a valid OpenAPI object makes it panic.
     pub fn build(&self) -> OpenApi {
-        serde_json::from_value(self.to_json())
+        let mut json = self.to_json();
+        typeless_for_utoipa(&mut json, false);
+        serde_json::from_value(json)
             .expect("the document built from the resources is a valid OpenAPI object")
     }
 }
 
-/// `GET /openapi.json` (the document) and `/docs` (an interactive page, from
-/// assets built into the binary: no network at build or run time).
-pub fn docs_routes(openapi: OpenApi) -> Router {
+/// The document as JSON, as [`to_json`](ApiDoc::to_json) writes it.
+impl serde::Serialize for ApiDoc {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(serializer)
+    }
+}
+
+/// utoipa's schema objects need a `type`; the "any value" schema `{}` is
+/// its typeless `AnyValue`, read from `"type": null` and written back as
+/// `{}`. Marks every schema object without a type, a reference or a
+/// composition that way.
+fn typeless_for_utoipa(value: &mut Value, is_schema: bool) {
+    let Value::Object(map) = value else {
+        if let Value::Array(items) = value {
+            for item in items {
+                typeless_for_utoipa(item, false);
+            }
+        }
+        return;
+    };
+    if is_schema
+        && !["type", "$ref", "oneOf", "anyOf", "allOf"]
+            .iter()
+            .any(|k| map.contains_key(*k))
+    {
+        map.insert("type".into(), Value::Null);
+    }
+    for (key, child) in map.iter_mut() {
+        match key.as_str() {
+            "schema" | "items" | "not" | "additionalProperties" => {
+                typeless_for_utoipa(child, child.is_object());
+            }
+            "properties" | "schemas" => {
+                if let Value::Object(schemas) = child {
+                    for schema in schemas.values_mut() {
+                        typeless_for_utoipa(schema, true);
+                    }
+                }
+            }
+            "oneOf" | "anyOf" | "allOf" => {
+                if let Value::Array(schemas) = child {
+                    for schema in schemas {
+                        typeless_for_utoipa(schema, true);
+                    }
+                }
+            }
+            _ => typeless_for_utoipa(child, false),
+        }
+    }
+}
+
+/// `GET /openapi.json` (the document, exactly as given) and `/docs` (an
+/// interactive page, from assets built into the binary: no network at build
+/// or run time). Takes an [`ApiDoc`] (`&doc`), utoipa's [`OpenApi`], or any
+/// document as JSON.
+pub fn docs_routes(openapi: impl serde::Serialize) -> Router {
+    let json = serde_json::to_value(openapi).unwrap_or(Value::Null);
     utoipa_swagger_ui::SwaggerUi::new("/docs")
-        .url("/openapi.json", openapi)
+        .external_url_unchecked("/openapi.json", json)
         .into()
+}
+
+/// The grammar of the ETags `If-Match` and `If-None-Match` take (see
+/// [`if_match`](crate::if_match)).
+const ETAG_PATTERN: &str = r#"^(\*|(W/)?"[0-9]{1,18}"|[0-9]{1,18})$"#;
+
+/// A pattern every valid `order_by` of these fields matches.
+fn order_by_pattern(sortable: &[&str]) -> String {
+    let names = sortable
+        .iter()
+        .map(|n| regex_escape(n))
+        .collect::<Vec<_>>()
+        .join("|");
+    let key = format!(r"\s*({names})(\s+([aA][sS][cC]|[dD][eE][sS][cC]))?\s*");
+    format!(r"^(\s*|{key}(,{key})*)$")
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$".contains(c);
+            special
+                .then_some('\\')
+                .into_iter()
+                .chain(std::iter::once(c))
+        })
+        .collect()
 }
 
 /// `order_line` → `OrderLine`.
@@ -267,9 +431,29 @@ fn field_type(field: &FieldSchema) -> Value {
         SchemaType::Date => json!({"type": "string", "format": "date"}),
         SchemaType::Time => json!({"type": "string", "format": "time"}),
         SchemaType::Bytes => json!({"type": "string", "contentEncoding": "base64"}),
+        // Any JSON value; an enum's values below.
         _ => json!({}),
     };
+    let choices = field.choices.map_or(&[][..], |f| f());
+    if !choices.is_empty() {
+        let values: Vec<Value> = choices.iter().map(|c| c.json.clone()).collect();
+        let kinds: Vec<&str> = values.iter().map(json_type).collect();
+        if kinds.iter().all(|k| *k == kinds[0]) {
+            schema["type"] = json!(kinds[0]);
+        }
+        schema["enum"] = Value::Array(values);
+    }
     let object = schema.as_object_mut().expect("a schema is an object");
+    // What the type itself allows, unless a rule narrows it.
+    let (low, high) = match field.ty {
+        SchemaType::Int32 => (json!(i32::MIN), json!(i32::MAX)),
+        SchemaType::Int64 => (json!(i64::MIN), json!(i64::MAX)),
+        _ => (Value::Null, Value::Null),
+    };
+    if !low.is_null() {
+        object.insert("minimum".into(), low);
+        object.insert("maximum".into(), high);
+    }
     if let Some(n) = field.min_length {
         object.insert("minLength".into(), json!(n));
     }
@@ -288,12 +472,28 @@ fn field_type(field: &FieldSchema) -> Value {
     if let Some(f) = field.format {
         object.insert("format".into(), json!(f));
     }
-    if field.nullable
-        && let Some(ty) = object.get("type").cloned()
-    {
-        object.insert("type".into(), json!([ty, "null"]));
+    if field.nullable {
+        if let Some(ty) = object.get("type").cloned() {
+            object.insert("type".into(), json!([ty, "null"]));
+        }
+        if let Some(Value::Array(values)) = object.get_mut("enum") {
+            values.push(Value::Null);
+        }
     }
     schema
+}
+
+/// The JSON Schema type of a value.
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
 }
 
 /// Whole numbers as integers (`0`, not `0.0`).
@@ -343,13 +543,16 @@ impl<E: Resource> ResourceDoc<E> {
                     req.push(f.name);
                 }
             }
-            json!({
+            let mut schema = json!({
                 "type": "object",
                 "description": description,
                 "properties": properties,
-                "required": req,
                 "additionalProperties": read_only,
-            })
+            });
+            if !req.is_empty() {
+                schema["required"] = json!(req);
+            }
+            schema
         };
         let row = object(
             &mut E::SCHEMA.iter(),
@@ -430,9 +633,9 @@ impl<E: Resource> ResourceDoc<E> {
             .collect();
         let filter = query(
             "filter",
-            json!({"type": "string"}),
+            json!({"type": "string", "maxLength": 2048}),
             format!(
-                "A filter such as `price_cents > 100 AND name : \"lamp\"`; fields and operators: {}.",
+                "A filter (AIP-160): comparisons `field op value` joined by `AND`, `OR`, `NOT` (or `-`) and parentheses; `op` is one of `= != < <= > >= : IN`, `:` a case-insensitive substring match on text, `IN (a, b)` a list; values are numbers, `true`, `false`, `null`, or strings in double or single quotes (timestamps in RFC 3339, dates `YYYY-MM-DD`, UUIDs, enum values as strings). Fields and their operators: {}. At most 32 comparisons and 8 levels of nesting; an invalid filter is 400 INVALID_ARGUMENT with the position of the error.",
                 filterable.join(", ")
             ),
         );
@@ -440,9 +643,10 @@ impl<E: Resource> ResourceDoc<E> {
             filter.clone(),
             query(
                 "order_by",
-                json!({"type": "string"}),
+                json!({"type": "string", "pattern": order_by_pattern(&sortable)}),
                 format!(
-                    "Fields with `asc`/`desc`, comma-separated; one of {}. Default: the key.",
+                    "Sort keys, comma-separated, each a field and optionally `asc` or `desc` (AIP-132), such as `{} desc`; fields: {}. A field appears once. Default: the key, which also ends every order.",
+                    sortable.first().copied().unwrap_or("id"),
                     sortable.join(", ")
                 ),
             ),
@@ -458,8 +662,8 @@ impl<E: Resource> ResourceDoc<E> {
             ),
             query(
                 "skip",
-                json!({"type": "integer", "minimum": 0}),
-                "Rows to skip before the page.".into(),
+                json!({"type": "integer", "minimum": 0, "maximum": i64::MAX}),
+                "Rows to skip before the page (an offset; prefer page tokens).".into(),
             ),
             query(
                 "count",
@@ -477,8 +681,7 @@ impl<E: Resource> ResourceDoc<E> {
             list_params.push(show.clone());
             count_params.push(show);
         }
-        let if_match = json!({"name": "If-Match", "in": "header", "required": false, "schema": {"type": "string"},
-            "description": "Apply only if the row is at this version (its ETag); else 412."});
+        let if_match = ApiDoc::if_match_parameter();
         let body = |schema: String| json!({"required": true, "content": {"application/json": {"schema": reference(&schema)}}});
         let write_errors = |extra: &[(&str, &str)]| {
             let mut responses = Map::new();
@@ -555,8 +758,8 @@ impl<E: Resource> ResourceDoc<E> {
                 format!("/{many}/{{id}}"),
                 json!({
                     "get": {"tags": tag, "operationId": format!("get_{one}"), "summary": format!("Get a {one}"),
-                        "parameters": [id, {"name": "If-None-Match", "in": "header", "required": false, "schema": {"type": "string"},
-                            "description": "Answer 304 if the row is still at this version."}],
+                        "parameters": [id, {"name": "If-None-Match", "in": "header", "required": false, "schema": {"type": "string", "pattern": ETAG_PATTERN},
+                            "description": "Answer 304 if the row is still at this version: its ETag (`\"3\"`, also `W/\"3\"` or `3`), or `*` for any version."}],
                         "responses": {"200": row(&format!("The {one}")), "304": {"description": "Not modified"},
                             "400": error("INVALID_ARGUMENT: a malformed id"), "404": error("NOT_FOUND")}},
                     "patch": {"tags": tag, "operationId": format!("update_{one}"), "summary": format!("Update a {one}"),

@@ -350,23 +350,63 @@ pub fn etag<E: Resource>(row: &E::Model) -> Option<HeaderValue> {
     BaseService::<E>::version_of(row).and_then(|v| HeaderValue::from_str(&format!("\"{v}\"")).ok())
 }
 
-/// The version an `If-Match` / `If-None-Match` names: `"3"`, `W/"3"` or `3`.
-fn tag_version(value: &HeaderValue) -> Option<i64> {
-    let text = value.to_str().ok()?.trim();
-    let text = text.strip_prefix("W/").unwrap_or(text);
-    text.trim_matches('"').parse().ok()
+/// What an `If-Match` / `If-None-Match` header names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tag {
+    /// `*`: any version.
+    Any,
+    /// One version: `"3"`, `W/"3"` or `3`.
+    Version(i64),
+}
+
+/// Parses a precondition header: `*`, or one ETag `"3"` (also `W/"3"` or
+/// a bare `3`), at most 18 digits. `None` when it is not that grammar.
+fn tag(value: &HeaderValue) -> Option<Tag> {
+    let text = value.to_str().ok()?;
+    if text == "*" {
+        return Some(Tag::Any);
+    }
+    let digits = match text.strip_prefix("W/").unwrap_or(text) {
+        quoted if quoted.len() >= 2 && quoted.starts_with('"') && quoted.ends_with('"') => {
+            &quoted[1..quoted.len() - 1]
+        }
+        bare if bare.len() == text.len() => bare,
+        _ => return None,
+    };
+    if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().map(Tag::Version)
+}
+
+/// The precondition header `name`, `400 INVALID_ARGUMENT` when malformed.
+fn precondition_header(
+    headers: &HeaderMap,
+    name: header::HeaderName,
+    label: &'static str,
+) -> Result<Option<Tag>, ApiError> {
+    match headers.get(&name) {
+        None => Ok(None),
+        Some(v) => tag(v).map(Some).ok_or_else(|| {
+            Error::invalid_argument(
+                label,
+                format!("{label} must be `*` or an ETag such as \"3\""),
+            )
+            .into()
+        }),
+    }
 }
 
 /// The version an `If-Match` header expects (`"3"`, `W/"3"`, `3`); `None`
-/// without one or for `*`; `400 INVALID_ARGUMENT` when it is not an ETag.
+/// without one or for `*` (any version); `400 INVALID_ARGUMENT` when it is
+/// not one of those.
 pub fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
-    match headers.get(header::IF_MATCH) {
-        None => Ok(None),
-        Some(v) if v.to_str().is_ok_and(|s| s.trim() == "*") => Ok(None),
-        Some(v) => tag_version(v).map(Some).ok_or_else(|| {
-            Error::invalid_argument("If-Match", "If-Match must be an ETag such as \"3\"").into()
-        }),
-    }
+    Ok(
+        match precondition_header(headers, header::IF_MATCH, "If-Match")? {
+            Some(Tag::Version(v)) => Some(v),
+            Some(Tag::Any) | None => None,
+        },
+    )
 }
 
 /// A conflict with the version `If-Match` named is a failed precondition.
@@ -441,10 +481,12 @@ async fn get_one<E: Resource>(
             let id = parse_id::<E>(&id)?;
             let keel::RowJson { row, json } = service.get_json(&ctx.0, id).await?;
             let current = BaseService::<E>::version_of(&row);
-            let not_modified = headers
-                .get(header::IF_NONE_MATCH)
-                .and_then(tag_version)
-                .is_some_and(|v| Some(v) == current);
+            let not_modified =
+                match precondition_header(&headers, header::IF_NONE_MATCH, "If-None-Match")? {
+                    Some(Tag::Any) => true,
+                    Some(Tag::Version(v)) => Some(v) == current,
+                    None => false,
+                };
             if not_modified {
                 let mut response = StatusCode::NOT_MODIFIED.into_response();
                 if let Some(tag) = etag::<E>(&row) {

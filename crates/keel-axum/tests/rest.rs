@@ -504,3 +504,168 @@ async fn openapi_document_and_docs_page() {
     assert!(page.body.to_string().contains("swagger"), "{}", page.body);
     db.destroy().await;
 }
+
+async fn shapes() -> (Router, TestDb) {
+    use keel_tests::entities::{label, memo};
+    let db = TestDb::create(Backend::Sqlite).await;
+    let keel = db.builder().connect().await.unwrap();
+    create_tables(&keel).await;
+    let app = Router::new()
+        .merge(keel_axum::resource(keel.service::<memo::Entity>()))
+        .merge(keel_axum::resource(keel.service::<label::Entity>()))
+        .merge(keel_axum::resource(keel.service::<product::Entity>()))
+        .layer(axum::middleware::from_fn(keel_axum::request_id));
+    (app, db)
+}
+
+#[tokio::test]
+async fn if_match_on_a_resource_without_a_version_is_refused_alike() {
+    let (app, db) = shapes().await;
+    let created = send(&app, "POST", "/memos", Some(r#"{"body": "keep"}"#), &[]).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert!(
+        created.headers.get(header::ETAG).is_none(),
+        "no version, no ETag"
+    );
+    let id = created.body["id"].as_i64().unwrap();
+    let url = format!("/memos/{id}");
+    for (method, body) in [("PATCH", Some(r#"{"body": "changed"}"#)), ("DELETE", None)] {
+        let reply = send(&app, method, &url, body, &[("if-match", "\"1\"")]).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{method}: {}",
+            reply.body
+        );
+        assert_eq!(reply.body["error"]["code"], "INVALID_ARGUMENT", "{method}");
+        assert!(
+            reply.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("no version column"),
+            "{method}: {}",
+            reply.body
+        );
+    }
+    let still = send(&app, "GET", &url, None, &[]).await;
+    assert_eq!(still.body["body"], "keep", "nothing was written");
+    // `*` asks only that the row exists: it can be checked.
+    let star = send(
+        &app,
+        "PATCH",
+        &url,
+        Some(r#"{"body": "new"}"#),
+        &[("if-match", "*")],
+    )
+    .await;
+    assert_eq!(star.status, StatusCode::OK, "{}", star.body);
+    db.destroy().await;
+}
+
+#[tokio::test]
+async fn preconditions_take_exactly_their_grammar() {
+    let (app, db) = shapes().await;
+    let created = send(&app, "POST", "/products", Some(&new_product("P-1", 1)), &[]).await;
+    let url = format!("/products/{}", created.body["id"]);
+    for bad in [
+        "",
+        "+1",
+        "-1",
+        "\"1",
+        "1\"",
+        "W/1",
+        "\"\"",
+        "abc",
+        "\"1\", \"2\"",
+        "1234567890123456789",
+    ] {
+        let reply = send(&app, "GET", &url, None, &[("if-none-match", bad)]).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "If-None-Match {bad:?}"
+        );
+        let reply = send(&app, "DELETE", &url, None, &[("if-match", bad)]).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "If-Match {bad:?}");
+    }
+    for good in ["\"1\"", "W/\"1\"", "1", "*"] {
+        let reply = send(&app, "GET", &url, None, &[("if-none-match", good)]).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::NOT_MODIFIED,
+            "If-None-Match {good:?}"
+        );
+    }
+    let other = send(&app, "GET", &url, None, &[("if-none-match", "\"7\"")]).await;
+    assert_eq!(other.status, StatusCode::OK);
+    db.destroy().await;
+}
+
+#[tokio::test]
+async fn bodies_point_at_the_culprit_and_numbers_are_read_as_json_schema_does() {
+    let (app, db) = shapes().await;
+    for (body, pointer) in [
+        (r#"{"sku": "a", "colour.name": 1}"#, "/colour.name"),
+        (r#"{"sku": "a", "a/b": 1}"#, "/a~1b"),
+        (r#"{"sku": "a", "m~n": 1}"#, "/m~0n"),
+    ] {
+        let reply = send(&app, "POST", "/products", Some(body), &[]).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let error = &reply.body["error"]["details"]["errors"][0];
+        assert_eq!(error["pointer"], pointer, "{}", reply.body);
+        assert_eq!(error["code"], "UNKNOWN_FIELD");
+    }
+    // An integral number with a fraction is an integer; 1.5 is not.
+    let body =
+        r#"{"sku": "F-1", "name": "n", "price_cents": 1177.0, "stock": 2e0, "active": true}"#;
+    let reply = send(&app, "POST", "/products", Some(body), &[]).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    assert_eq!(reply.body["price_cents"], 1177);
+    let url = format!("/products/{}", reply.body["id"]);
+    let reply = send(&app, "PATCH", &url, Some(r#"{"stock": 1.5}"#), &[]).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        reply.body["error"]["details"]["errors"][0]["pointer"],
+        "/stock"
+    );
+    // A field that cannot be cleared refuses null; one that can, clears.
+    let reply = send(&app, "PATCH", &url, Some(r#"{"name": null}"#), &[]).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
+    assert_eq!(
+        reply.body["error"]["details"]["errors"][0]["pointer"],
+        "/name"
+    );
+    let reply = send(&app, "PATCH", &url, Some(r#"{"rating": 4.5}"#), &[]).await;
+    assert_eq!(reply.body["rating"], 4.5);
+    let reply = send(&app, "PATCH", &url, Some(r#"{"rating": null}"#), &[]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.body["rating"].is_null());
+    // An offset past what databases take is refused, not a dropped connection.
+    let reply = send(&app, "GET", "/products?skip=9223372036854775808", None, &[]).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    let reply = send(&app, "GET", "/products?skip=9223372036854775807", None, &[]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    db.destroy().await;
+}
+
+#[tokio::test]
+async fn location_percent_encodes_a_string_key() {
+    let (app, db) = shapes().await;
+    let body = r#"{"slug": "a b/ü?#%", "title": "odd"}"#;
+    let created = send(&app, "POST", "/labels", Some(body), &[]).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let location = created.headers[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(location, "/labels/a%20b%2F%C3%BC%3F%23%25");
+    let fetched = send(&app, "GET", &location, None, &[]).await;
+    assert_eq!(fetched.status, StatusCode::OK, "{}", fetched.body);
+    assert_eq!(fetched.body["slug"], "a b/ü?#%");
+    db.destroy().await;
+}

@@ -418,19 +418,37 @@ fn input_struct(
         let ty = c.field.ty;
         let inner = c.field.inner;
         let doc = format!("`{}`", c.field.name());
+        // Integers take integral numbers written as floats (`1177.0`); a
+        // patch of a column that cannot be NULL refuses `null`.
+        let int = c.field.kind == TypeKind::Int;
+        let with = |helper: &str| format!("::keel::__private::input::{helper}");
         match (patch, c.field.optional) {
+            (false, false) if int => {
+                let with = with("integer");
+                quote!(#[doc = #doc] #[serde(deserialize_with = #with)] pub #ident: #ty)
+            }
             (false, false) => quote!(#[doc = #doc] pub #ident: #ty),
+            (false, true) if int => {
+                let with = with("optional_integer");
+                quote!(#[doc = #doc] #[serde(default, deserialize_with = #with)] pub #ident: #ty)
+            }
             (false, true) => quote!(#[doc = #doc] #[serde(default)] pub #ident: #ty),
-            (true, false) => quote! {
-                #[doc = #doc]
-                #[serde(default, skip_serializing_if = "::core::option::Option::is_none")]
-                pub #ident: ::core::option::Option<#inner>
-            },
-            (true, true) => quote! {
-                #[doc = #doc]
-                #[serde(default, skip_serializing_if = "::core::option::Option::is_none", deserialize_with = "::keel::__private::double_option")]
-                pub #ident: ::core::option::Option<::core::option::Option<#inner>>
-            },
+            (true, false) => {
+                let with = with(if int { "present_integer" } else { "present" });
+                quote! {
+                    #[doc = #doc]
+                    #[serde(default, skip_serializing_if = "::core::option::Option::is_none", deserialize_with = #with)]
+                    pub #ident: ::core::option::Option<#inner>
+                }
+            }
+            (true, true) => {
+                let with = with(if int { "double_option_integer" } else { "double_option" });
+                quote! {
+                    #[doc = #doc]
+                    #[serde(default, skip_serializing_if = "::core::option::Option::is_none", deserialize_with = #with)]
+                    pub #ident: ::core::option::Option<::core::option::Option<#inner>>
+                }
+            }
         }
     });
     let version_field = expected_version.then(|| {

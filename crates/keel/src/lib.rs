@@ -81,6 +81,7 @@ mod error;
 pub mod event;
 pub mod health;
 mod hooks;
+mod input;
 mod keel;
 pub mod lifecycle;
 pub mod metrics;
@@ -141,13 +142,13 @@ pub mod __private {
     pub use serde;
     pub use serde_json;
 
-    /// Deserialises a present field (even `null`) as `Some`, so that with
-    /// `#[serde(default)]` an absent field is `None` and `null` is `Some(None)`.
-    pub fn double_option<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-    where
-        T: serde::Deserialize<'de>,
-        D: serde::Deserializer<'de>,
-    {
-        serde::Deserialize::deserialize(deserializer).map(Some)
+    pub use crate::input::double_option;
+
+    /// How derived inputs read their fields.
+    pub mod input {
+        pub use crate::input::{
+            Integer, double_option, double_option_integer, integer, optional_integer, present,
+            present_integer,
+        };
     }
 }

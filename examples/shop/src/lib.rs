@@ -163,6 +163,10 @@ pub fn app(
     rate_limit: Option<NonZeroU32>,
 ) -> Router {
     let open = tokens.is_none();
+    let mut doc = openapi(!open);
+    if rate_limit.is_some() {
+        doc = doc.rate_limited();
+    }
     let api = Router::new()
         .merge(keel_axum::routes(keel.service::<product::Entity>()).authorize(policy(open, false)))
         .merge(keel_axum::routes(keel.service::<customer::Entity>()).authorize(policy(open, true)))
@@ -173,7 +177,7 @@ pub fn app(
         )
         .merge(orders::routes(keel.clone(), open))
         .merge(keel_axum::ops_routes(runtime.health().clone(), metrics))
-        .merge(keel_axum::docs_routes(openapi(!open).build()))
+        .merge(keel_axum::docs_routes(&doc))
         .fallback(keel_axum::no_route)
         .method_not_allowed_fallback(keel_axum::wrong_method);
     let api = match rate_limit {

@@ -408,9 +408,9 @@ pub fn document(doc: keel_axum::ApiDoc, bearer: bool) -> keel_axum::ApiDoc {
     } else {
         json!([])
     };
-    let error = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    let error = keel_axum::ApiDoc::error_response;
     let with_lines = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OrderWithLines"}}}});
-    let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "format": "int64"}});
+    let id = keel_axum::ApiDoc::id_parameter::<order::Entity>();
     doc.schema(
         "PlaceOrder",
         json!({
@@ -423,8 +423,8 @@ pub fn document(doc: keel_axum::ApiDoc, bearer: bool) -> keel_axum::ApiDoc {
                     "type": "object", "additionalProperties": false,
                     "required": ["product_id", "quantity"],
                     "properties": {
-                        "product_id": {"type": "integer", "format": "int64"},
-                        "quantity": {"type": "integer", "format": "int32", "minimum": 1},
+                        "product_id": {"type": "integer", "format": "int64", "minimum": i64::MIN, "maximum": i64::MAX},
+                        "quantity": {"type": "integer", "format": "int32", "minimum": 1, "maximum": i32::MAX},
                     },
                 }},
             },
@@ -455,8 +455,8 @@ pub fn document(doc: keel_axum::ApiDoc, bearer: bool) -> keel_axum::ApiDoc {
             "responses": {
                 "201": with_lines("The order, with its lines"),
                 "400": error("INVALID_ARGUMENT: malformed JSON"),
-                "401": error("UNAUTHENTICATED"),
                 "409": error("INSUFFICIENT_STOCK: nothing was changed"),
+                "413": error("PAYLOAD_TOO_LARGE"),
                 "415": error("UNSUPPORTED_MEDIA_TYPE"),
                 "422": error("VALIDATION_FAILED: no lines, a quantity below 1, an unknown customer or product"),
             },
@@ -467,7 +467,7 @@ pub fn document(doc: keel_axum::ApiDoc, bearer: bool) -> keel_axum::ApiDoc {
         json!({"get": {
             "tags": ["orders"], "operationId": "get_order", "summary": "An order with its lines",
             "security": security, "parameters": [id],
-            "responses": {"200": with_lines("The order"), "401": error("UNAUTHENTICATED"), "404": error("NOT_FOUND")},
+            "responses": {"200": with_lines("The order"), "400": error("INVALID_ARGUMENT: a malformed id"), "404": error("NOT_FOUND")},
         }}),
     )
     .path(
@@ -476,10 +476,10 @@ pub fn document(doc: keel_axum::ApiDoc, bearer: bool) -> keel_axum::ApiDoc {
             "tags": ["orders"], "operationId": "cancel_order",
             "summary": "Cancel an order: its stock goes back, shop.order.cancelled is emitted",
             "security": security,
-            "parameters": [id, {"name": "If-Match", "in": "header", "required": false, "schema": {"type": "string"}}],
+            "parameters": [id, keel_axum::ApiDoc::if_match_parameter()],
             "responses": {
                 "200": with_lines("The cancelled order"),
-                "401": error("UNAUTHENTICATED"),
+                "400": error("INVALID_ARGUMENT: a malformed id or If-Match"),
                 "404": error("NOT_FOUND"),
                 "409": error("ORDER_NOT_CANCELLABLE: cancelled already"),
                 "412": error("PRECONDITION_FAILED"),

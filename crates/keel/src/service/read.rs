@@ -152,6 +152,13 @@ impl<E: Resource> BaseService<E> {
                 };
             }
             if let Some(skip) = query.skipped() {
+                // Databases take a signed 64-bit offset.
+                if i64::try_from(skip).is_err() {
+                    return Err(Error::invalid_argument(
+                        "skip",
+                        format!("skip is at most {}", i64::MAX),
+                    ));
+                }
                 select = select.offset(skip);
             }
             select = select.limit(u64::from(page_size) + 1);
