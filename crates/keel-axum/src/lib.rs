@@ -9,15 +9,16 @@
 //! | `GET /{plural}/count` | `{"count": N}` for `filter` |
 //! | `GET /{plural}/{id}` | the row; `ETag` is its version; `If-None-Match` answers 304 |
 //! | `POST /{plural}` | creates: 201 with `Location` and `ETag` |
-//! | `PATCH /{plural}/{id}` | a partial update; `If-Match` answers 412 on a version mismatch |
+//! | `PATCH /{plural}/{id}` | a partial update; `If-Match` answers 412 on a version mismatch (400 on a resource without a version) |
 //! | `DELETE /{plural}/{id}` | 204; `If-Match` as for PATCH |
 //! | `GET /{plural}/{id}/history` | the audit entries, newest first, paginated |
 //! | `POST /{plural}/{id}/restore` | brings back a soft-deleted row |
 //!
 //! Every error is the envelope `{"error": {type, code, message, details}}`
 //! with its status ([`ApiError`]): malformed JSON, a wrong content type,
-//! unknown or server-owned fields, a non-numeric id, an unknown query
-//! parameter, a body over the limit (1 MiB) are all 4xx with stable codes.
+//! unknown or server-owned fields (with their RFC 6901 pointer, see
+//! [`JsonBody`]), a non-numeric id, an unknown query parameter, a body over
+//! the limit (1 MiB) are all 4xx with stable codes.
 //! [`request_id`] accepts or makes the `X-Request-Id` of each request and
 //! echoes it; put an [`Identity`] in the request's extensions (from your
 //! authentication middleware) to set the actor and tenant, and give

@@ -81,6 +81,11 @@ pub(crate) struct FieldModel<'a> {
     /// `T` for `Option<T>`, else the type itself.
     pub(crate) inner: &'a Type,
     pub(crate) optional: bool,
+    /// `T` for `inner` = `Redacted<T>`, else `inner`: the type the value
+    /// has, which its rules, kind and enum values come from.
+    pub(crate) value: &'a Type,
+    /// Whether `inner` is `Redacted<T>` (implies `#[audit(redact)]`).
+    pub(crate) redacted_type: bool,
     pub(crate) kind: TypeKind,
     pub(crate) service: FieldAttrs,
     pub(crate) sea: SeaAttrs,
@@ -88,6 +93,12 @@ pub(crate) struct FieldModel<'a> {
 }
 
 impl FieldModel<'_> {
+    /// Whether audit rows, events and `Debug` show the field as `[redacted]`:
+    /// `#[audit(redact)]`, or a `Redacted<T>` type.
+    pub(crate) fn is_redacted(&self) -> bool {
+        self.audit.redact.is_some() || self.redacted_type
+    }
+
     /// The field's API name.
     pub(crate) fn name(&self) -> String {
         self.ident.to_string().trim_start_matches("r#").to_owned()
@@ -133,13 +144,16 @@ impl<'a> EntityModel<'a> {
             .named
             .iter()
             .map(|f| {
-                let (inner, optional) = option_inner(&f.ty);
+                let (inner, optional) = generic_inner(&f.ty, "Option");
+                let (value, redacted_type) = generic_inner(inner, "Redacted");
                 FieldModel {
                     ident: f.ident.as_ref().expect("named fields have names"),
                     ty: &f.ty,
                     inner,
                     optional,
-                    kind: TypeKind::of(inner),
+                    value,
+                    redacted_type,
+                    kind: TypeKind::of(value),
                     service: FieldAttrs::parse(errors, &f.attrs),
                     sea: SeaAttrs::parse(errors, &f.attrs),
                     audit: AuditAttrs::parse(errors, &f.attrs),
@@ -176,12 +190,12 @@ pub(crate) fn ungroup(mut ty: &Type) -> &Type {
     }
 }
 
-/// `(T, true)` for `Option<T>`, else `(ty, false)`.
-fn option_inner(ty: &Type) -> (&Type, bool) {
+/// `(T, true)` for `Wrapper<T>` (`Option<T>`, `Redacted<T>`), else `(ty, false)`.
+fn generic_inner<'t>(ty: &'t Type, wrapper: &str) -> (&'t Type, bool) {
     if let Type::Path(path) = ungroup(ty)
         && path.qself.is_none()
         && let Some(last) = path.path.segments.last()
-        && last.ident == "Option"
+        && last.ident == wrapper
         && let PathArguments::AngleBracketed(args) = &last.arguments
         && args.args.len() == 1
         && let Some(GenericArgument::Type(inner)) = args.args.first()

@@ -60,7 +60,7 @@ pub(crate) fn service(plan: &Plan<'_>) -> TokenStream {
         .filter(|c| c.field.kind == TypeKind::Other)
         .map(|c| {
             let f = choices_fn(c.field);
-            let inner = c.field.inner;
+            let inner = c.field.value;
             quote! {
                 fn #f() -> &'static [::keel::__private::Choice] {
                     static CHOICES: ::std::sync::OnceLock<::std::vec::Vec<::keel::__private::Choice>> =
@@ -85,7 +85,7 @@ pub(crate) fn service(plan: &Plan<'_>) -> TokenStream {
             .map(FieldModel::name)
             .collect()
     };
-    let redacted = names(|f| f.audit.redact.is_some());
+    let redacted = names(|f| f.is_redacted());
     let skipped = names(|f| f.audit.skip.is_some());
     let audit_consts = (!redacted.is_empty() || !skipped.is_empty()).then(|| {
         quote! {
@@ -170,11 +170,14 @@ pub(crate) fn service(plan: &Plan<'_>) -> TokenStream {
                 }
             }
         } else {
+            // `Redacted<T>` fields take what converts into `T`.
+            let value = c.field.value;
             quote! {
                 #[doc = #doc]
                 #[must_use]
-                pub fn #ident(mut self, value: impl ::core::convert::Into<#inner>) -> Self {
-                    self.#ident = ::core::option::Option::Some(value.into());
+                pub fn #ident(mut self, value: impl ::core::convert::Into<#value>) -> Self {
+                    let value: #value = value.into();
+                    self.#ident = ::core::option::Option::Some(::core::convert::Into::<#inner>::into(value));
                     self
                 }
             }
@@ -320,7 +323,7 @@ fn schema_entry(column: &Column<'_>, key: bool) -> TokenStream {
     let ty = match column.field.kind {
         TypeKind::Int => {
             let wide = matches!(
-                last_segment(column.field.inner).as_deref(),
+                last_segment(column.field.value).as_deref(),
                 Some("i64" | "u64" | "i128" | "u128" | "isize" | "usize" | "u32")
             );
             if wide { "Int64" } else { "Int32" }
@@ -478,7 +481,7 @@ fn debug_impl(ty: &Ident, columns: &[&Column<'_>], expected_version: bool) -> To
     let entries = columns.iter().map(|c| {
         let ident = c.field.ident;
         let label = c.field.name();
-        if c.field.audit.redact.is_some() {
+        if c.field.is_redacted() {
             quote!(.field(#label, &::keel::__private::audit::REDACTED))
         } else {
             quote!(.field(#label, &self.#ident))
@@ -504,7 +507,7 @@ fn validation(columns: &[&Column<'_>], patch: bool) -> Option<TokenStream> {
         .map(|c| {
             let ident = c.field.ident;
             let pointer = format!("/{}", c.field.name());
-            let inner = c.field.inner;
+            let inner = c.field.value;
             let rules = c.rules.iter().map(|rule| match &rule.value {
                 Rule::Length { min, max } => {
                     let (min, max) = (opt_u64(*min), opt_u64(*max));
@@ -535,8 +538,11 @@ fn validation(columns: &[&Column<'_>], patch: bool) -> Option<TokenStream> {
                 (false, true) | (true, false) => quote!(let ::core::option::Option::Some(value) = &input.#ident),
                 (true, true) => quote!(let ::core::option::Option::Some(::core::option::Option::Some(value)) = &input.#ident),
             };
+            // A `Redacted<T>` field's rules check the `T` inside.
+            let unwrap = c.field.redacted_type.then(|| quote!(let value = ::keel::__private::Redacted::get(value);));
             quote! {
                 if #binding {
+                    #unwrap
                     #(#rules)*
                 }
             }
@@ -562,13 +568,13 @@ pub(crate) fn audit(model: &EntityModel<'_>) -> TokenStream {
         .collect();
     let redacted: Vec<String> = recorded
         .iter()
-        .filter(|f| f.audit.redact.is_some())
+        .filter(|f| f.is_redacted())
         .map(|f| f.name())
         .collect();
     let diffs = recorded.iter().map(|f| {
         let field = f.ident;
         let name = f.name();
-        if f.audit.redact.is_some() {
+        if f.is_redacted() {
             quote!(::keel::__private::audit::redacted(&mut changes, #name, &old.#field, &new.#field);)
         } else {
             quote!(::keel::__private::audit::field(&mut changes, #name, &old.#field, &new.#field);)
@@ -577,7 +583,7 @@ pub(crate) fn audit(model: &EntityModel<'_>) -> TokenStream {
     let puts = recorded.iter().map(|f| {
         let field = f.ident;
         let name = f.name();
-        if f.audit.redact.is_some() {
+        if f.is_redacted() {
             quote!(::keel::__private::audit::put_redacted(&mut map, #name);)
         } else {
             quote!(::keel::__private::audit::put(&mut map, #name, &self.#field);)

@@ -33,6 +33,13 @@ macro_rules! integers {
 
 integers!(i8, i16, i32, i64, u8, u16, u32, u64);
 
+impl<T: Integer> Integer for crate::Redacted<T> {
+    const NAME: &'static str = T::NAME;
+    fn from_i128(value: i128) -> Option<Self> {
+        T::from_i128(value).map(crate::Redacted)
+    }
+}
+
 /// An integer read from any integral JSON number.
 struct Int<T>(T);
 

@@ -86,6 +86,7 @@ mod keel;
 pub mod lifecycle;
 pub mod metrics;
 pub mod query;
+mod redacted;
 pub mod resilience;
 mod resource;
 mod schema;
@@ -106,6 +107,7 @@ pub use keel_derive::Audit;
 /// [derive's documentation](keel_derive::Service).
 pub use keel_derive::Service;
 pub use query::{ListQuery, Page, PageConfig, QueryLimits};
+pub use redacted::Redacted;
 pub use resource::{
     CachePolicy, Choice, Choices, Columns, Field, FieldSchema, Key, Ops, Resource, SchemaType,
     WriteAction,
@@ -120,8 +122,8 @@ pub use sea_orm;
 pub mod prelude {
     pub use crate::tx::{Tx, TxOptions};
     pub use crate::{
-        Audit, BaseService, Columns, Context, Field, Hooks, Keel, ListQuery, Ops, Page, Resource,
-        Service,
+        Audit, BaseService, Columns, Context, Field, Hooks, Keel, ListQuery, Ops, Page, Redacted,
+        Resource, Service,
     };
 }
 
@@ -132,8 +134,8 @@ pub mod __private {
     pub use crate::resource::{EnumChoices, NoChoices, Probe};
     pub use crate::validate;
     pub use crate::{
-        BaseService, CachePolicy, Choice, Columns, Field, FieldError, FieldSchema, Ops, Resource,
-        SchemaType, ValidationErrors, WriteAction,
+        BaseService, CachePolicy, Choice, Columns, Field, FieldError, FieldSchema, Ops, Redacted,
+        Resource, SchemaType, ValidationErrors, WriteAction,
     };
     pub use regex;
     pub use sea_orm;

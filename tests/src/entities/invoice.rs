@@ -1,7 +1,7 @@
 //! Invoices: a UUID v7 key, a string enum, a JSON column, a nullable date, a
-//! bool, an f64 sort key, a redacted field, soft delete, a version; cached.
+//! bool, an f64 sort key, a `Redacted` field, soft delete, a version; cached.
 
-use keel::{Audit, Service};
+use keel::{Audit, Redacted, Service};
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -51,9 +51,9 @@ pub struct Model {
     pub due_on: Option<Date>,
     /// Lines, as the client sent them.
     pub lines: Json,
-    /// The bank account to pay into: never in audit rows or events.
-    #[audit(redact)]
-    pub iban: String,
+    /// The bank account to pay into: never in `Debug`, audit rows or
+    /// events (the type implies `#[audit(redact)]`).
+    pub iban: Redacted<String>,
     /// Optimistic lock.
     #[service(version)]
     pub version: i32,
@@ -83,7 +83,7 @@ impl NewInvoice {
             by_post: false,
             due_on: None,
             lines: serde_json::json!([{"item": "work", "amount": amount}]),
-            iban: "DE89370400440532013000".to_owned(),
+            iban: Redacted::new("DE89370400440532013000".to_owned()),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Projects: scoped to a tenant, with a derived `Resource`.
+//! Projects: scoped to a tenant, with a derived `Resource`; cached in Redis
+//! only (no in-process tier), for the strict freshness across instances.
 
 use keel::{Audit, Service};
 use sea_orm::entity::prelude::*;
@@ -7,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// A project of one tenant.
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize, Service, Audit)]
 #[sea_orm(table_name = "projects")]
-#[service(cache(ttl = "5m"))]
+#[service(cache(ttl = "5m", l1 = false))]
 pub struct Model {
     /// Key.
     #[sea_orm(primary_key)]

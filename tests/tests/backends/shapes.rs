@@ -30,6 +30,8 @@ keel_tests::cases![
     entity_subscriptions_get_write_events_only,
     an_expected_version_on_an_unversioned_resource_is_refused,
     a_plain_table_serves_every_operation,
+    redacted_values_stay_out_of_debug_audit_and_events,
+    without_the_in_process_tier_no_instance_reads_an_old_version,
 ];
 
 fn alice() -> Context {
@@ -748,4 +750,91 @@ async fn a_plain_table_serves_every_operation(env: Env) {
             .collect::<Vec<_>>(),
         ["deleted", "updated", "created"]
     );
+}
+
+const IBAN: &str = "DE89370400440532013000";
+
+async fn redacted_values_stay_out_of_debug_audit_and_events(env: Env) {
+    let events = keel_tests::collect_events(&env.keel, "all", "*");
+    let invoices = env.keel.service::<invoice::Entity>();
+    let input = NewInvoice::new("Ada", 3.0);
+    assert!(!format!("{input:?}").contains(IBAN), "{input:?}");
+    let row = invoices.create(&alice(), input).await.unwrap();
+    assert_eq!(row.iban.as_str(), IBAN, "stored and read back as is");
+    assert_eq!(
+        serde_json::to_value(&row).unwrap()["iban"],
+        IBAN,
+        "served as is"
+    );
+    let patch = InvoicePatch::default().iban("FR7630006000011234567890189");
+    assert!(!format!("{patch:?}").contains("FR76"), "{patch:?}");
+    let updated = invoices.update(&alice(), row.id, patch).await.unwrap();
+    let active = sea_orm::IntoActiveModel::into_active_model(updated.clone());
+    for debug in [
+        format!("{row:?}"),
+        format!("{updated:?}"),
+        format!("{row:#?}"),
+        format!("{active:?}"),
+    ] {
+        assert!(!debug.contains(IBAN) && !debug.contains("FR76"), "{debug}");
+        assert!(debug.contains("[redacted]"), "{debug}");
+    }
+    let history = env
+        .keel
+        .audit_log()
+        .history::<invoice::Entity>(&alice(), row.id, &HistoryQuery::default())
+        .await
+        .unwrap();
+    let text = serde_json::to_string(&history.items).unwrap();
+    assert!(!text.contains(IBAN) && !text.contains("FR76"), "{text}");
+    let change = history.items[0]
+        .changes
+        .iter()
+        .find(|c| c.field == "iban")
+        .unwrap();
+    assert_eq!(change.new, "[redacted]");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while events.lock().unwrap().len() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let seen = events.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    for event in seen {
+        let wire = event.to_cloudevent().to_string();
+        assert!(!wire.contains(IBAN) && !wire.contains("FR76"), "{wire}");
+        assert_eq!(event.data["row"]["iban"], "[redacted]");
+    }
+}
+
+/// `cache(l1 = false)`: after instance A's write returns, instance B reads
+/// the new version at once, every time.
+async fn without_the_in_process_tier_no_instance_reads_an_old_version(env: Env) {
+    if !redis_available() {
+        return;
+    }
+    let shared = prefix();
+    let a = keel_with_redis(&env, &redis_url(), &shared).await;
+    let b = keel_with_redis(&env, &redis_url(), &shared).await;
+    let ctx = tenant("acme");
+    let (on_a, on_b) = (
+        a.service::<project::Entity>(),
+        b.service::<project::Entity>(),
+    );
+    let p = on_a
+        .create(&ctx, NewProject { name: "v1".into() })
+        .await
+        .unwrap();
+    for i in 2..=30 {
+        // B has the current version cached (in Redis).
+        assert_eq!(on_b.get(&ctx, p.id).await.unwrap().version, i - 1);
+        let written = on_a
+            .update(&ctx, p.id, ProjectPatch::default().name(format!("v{i}")))
+            .await
+            .unwrap();
+        assert_eq!(on_b.get(&ctx, p.id).await.unwrap(), written, "write {i}");
+        let listed = on_b.list(&ctx, &ListQuery::new()).await.unwrap();
+        assert_eq!(listed.items, vec![written]);
+    }
+    assert!(b.cache().stats().l2_hits > 0, "B read through Redis");
+    assert_eq!(b.cache().stats().l1_hits, 0, "B has no in-process tier");
 }
