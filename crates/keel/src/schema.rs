@@ -322,6 +322,9 @@ pub(crate) async fn upgrade_audit_table(keel: &Keel) -> Result<()> {
         }
     }
     if text_inexact {
+        tracing::info!(
+            "keel_audit: converting its text to {collation} (exact comparison of ids and tenants)"
+        );
         keel.db()
             .execute_unprepared(&format!(
                 "ALTER TABLE keel_audit CONVERT TO CHARACTER SET utf8mb4 COLLATE {collation}"
@@ -330,6 +333,7 @@ pub(crate) async fn upgrade_audit_table(keel: &Keel) -> Result<()> {
             .map_err(Error::from)?;
     }
     if at_whole_seconds {
+        tracing::info!("keel_audit: `at` to DATETIME(6) (microseconds)");
         keel.db()
             .execute_unprepared("ALTER TABLE keel_audit MODIFY at DATETIME(6) NOT NULL")
             .await

@@ -32,6 +32,7 @@ keel_tests::cases![
     a_plain_table_serves_every_operation,
     redacted_values_stay_out_of_debug_audit_and_events,
     without_the_in_process_tier_no_instance_reads_an_old_version,
+    migrate_brings_an_older_audit_table_up_to_date,
 ];
 
 fn alice() -> Context {
@@ -837,4 +838,73 @@ async fn without_the_in_process_tier_no_instance_reads_an_old_version(env: Env) 
     }
     assert!(b.cache().stats().l2_hits > 0, "B read through Redis");
     assert_eq!(b.cache().stats().l1_hits, 0, "B has no in-process tier");
+}
+
+/// A `keel_audit` made by an older Keel on MySQL (the database's collation,
+/// whole seconds) is brought up to date by `migrate`; elsewhere `migrate`
+/// leaves the table alone.
+async fn migrate_brings_an_older_audit_table_up_to_date(env: Env) {
+    let db = env.keel.db();
+    if env.backend() == Backend::MySql {
+        db.execute_unprepared("DROP TABLE keel_audit")
+            .await
+            .unwrap();
+        db.execute_unprepared(
+            "CREATE TABLE keel_audit (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, \
+             entity VARCHAR(64) NOT NULL, entity_id VARCHAR(128) NOT NULL, action VARCHAR(16) NOT NULL, \
+             actor VARCHAR(255) NOT NULL, tenant VARCHAR(255) NULL, request_id VARCHAR(128) NOT NULL, \
+             at TIMESTAMP NOT NULL, changes JSON NOT NULL)",
+        )
+        .await
+        .unwrap();
+    }
+    env.keel.migrate().await.unwrap();
+    env.keel.migrate().await.unwrap();
+    if env.backend() == Backend::MySql {
+        let rows = db
+            .query_all_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::MySql,
+                "SELECT COLUMN_NAME AS name, COLLATION_NAME AS collation, DATETIME_PRECISION AS `precision` \
+                 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'keel_audit'",
+            ))
+            .await
+            .unwrap();
+        for row in rows {
+            let name: String = row.try_get("", "name").unwrap();
+            let collation: Option<String> = row.try_get("", "collation").unwrap();
+            let precision: Option<u64> = row.try_get("", "precision").unwrap();
+            if matches!(name.as_str(), "entity_id" | "tenant" | "actor") {
+                assert_eq!(collation.as_deref(), Some("utf8mb4_nopad_bin"), "{name}");
+            }
+            if name == "at" {
+                assert_eq!(precision, Some(6));
+            }
+        }
+    }
+    // The upgraded log serves history exactly, to the microsecond.
+    let projects = env.keel.service::<project::Entity>();
+    let ctx = tenant("acme");
+    let p = projects
+        .create(&ctx, NewProject { name: "a".into() })
+        .await
+        .unwrap();
+    projects
+        .update(&ctx, p.id, ProjectPatch::default().name("b"))
+        .await
+        .unwrap();
+    let history = env
+        .keel
+        .audit_log()
+        .history::<project::Entity>(&ctx, p.id, &HistoryQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(history.items.len(), 2);
+    assert!(history.items[0].at > history.items[1].at);
+    let other = env
+        .keel
+        .audit_log()
+        .history::<project::Entity>(&tenant("ACME"), p.id, &HistoryQuery::default())
+        .await
+        .unwrap();
+    assert!(other.items.is_empty(), "another tenant's history");
 }
