@@ -2,7 +2,7 @@
 //! knows of each field ([`keel::FieldSchema`]), and the routes that serve it.
 
 use axum::Router;
-use keel::{FieldSchema, Resource, SchemaType};
+use keel::{FieldSchema, PageConfig, QueryLimits, Resource, SchemaType};
 use serde_json::{Map, Value, json};
 use utoipa::openapi::OpenApi;
 
@@ -38,6 +38,8 @@ pub struct ApiDoc {
     schemas: Map<String, Value>,
     bearer: bool,
     rate_limited: bool,
+    page: PageConfig,
+    limits: QueryLimits,
 }
 
 impl ApiDoc {
@@ -54,6 +56,8 @@ impl ApiDoc {
             schemas,
             bearer: false,
             rate_limited: false,
+            page: PageConfig::default(),
+            limits: QueryLimits::default(),
         }
     }
 
@@ -69,6 +73,16 @@ impl ApiDoc {
     #[must_use]
     pub fn bearer_auth(mut self) -> Self {
         self.bearer = true;
+        self
+    }
+
+    /// States the page sizes and filter limits of this configuration
+    /// (`keel.config()`) instead of the defaults (page size 1-100, filters
+    /// of 2048 characters).
+    #[must_use]
+    pub fn config(mut self, config: &keel::KeelConfig) -> Self {
+        self.page = config.page;
+        self.limits = config.limits;
         self
     }
 
@@ -125,7 +139,7 @@ impl ApiDoc {
             Operation::Restore => (format!("/{many}/{{id}}/restore"), "post"),
         };
         let served: Vec<(String, &str)> = operations.iter().map(|op| place(*op)).collect();
-        for (path, mut item) in doc.paths(self.bearer) {
+        for (path, mut item) in doc.paths(self.bearer, &self.page, &self.limits) {
             if let Value::Object(methods) = &mut item {
                 methods.retain(|method, _| served.iter().any(|(p, m)| *p == path && m == method));
                 if methods.is_empty() {
@@ -603,7 +617,7 @@ impl<E: Resource> ResourceDoc<E> {
             .map_or_else(|| json!({"type": "string"}), field_type)
     }
 
-    fn paths(&self, bearer: bool) -> Vec<(String, Value)> {
+    fn paths(&self, bearer: bool, page: &PageConfig, limits: &QueryLimits) -> Vec<(String, Value)> {
         let (name, one, many) = (&self.name, E::NAME, E::PLURAL);
         let tag = json!([many]);
         let security = if bearer {
@@ -633,10 +647,12 @@ impl<E: Resource> ResourceDoc<E> {
             .collect();
         let filter = query(
             "filter",
-            json!({"type": "string", "maxLength": 2048}),
+            json!({"type": "string", "maxLength": limits.max_filter_length}),
             format!(
-                "A filter (AIP-160): comparisons `field op value` joined by `AND`, `OR`, `NOT` (or `-`) and parentheses; `op` is one of `= != < <= > >= : IN`, `:` a case-insensitive substring match on text, `IN (a, b)` a list; values are numbers, `true`, `false`, `null`, or strings in double or single quotes (timestamps in RFC 3339, dates `YYYY-MM-DD`, UUIDs, enum values as strings). Fields and their operators: {}. At most 32 comparisons and 8 levels of nesting; an invalid filter is 400 INVALID_ARGUMENT with the position of the error.",
-                filterable.join(", ")
+                "A filter (AIP-160): comparisons `field op value` joined by `AND`, `OR`, `NOT` (or `-`) and parentheses; `op` is one of `= != < <= > >= : IN`, `:` a case-insensitive substring match on text, `IN (a, b)` a list; values are numbers, `true`, `false`, `null`, or strings in double or single quotes (timestamps in RFC 3339, dates `YYYY-MM-DD`, UUIDs, enum values as strings). Fields and their operators: {}. At most {} comparisons and {} levels of nesting; an invalid filter is 400 INVALID_ARGUMENT with the position of the error.",
+                filterable.join(", "),
+                limits.max_clauses,
+                limits.max_depth
             ),
         );
         let mut list_params = vec![
@@ -652,8 +668,8 @@ impl<E: Resource> ResourceDoc<E> {
             ),
             query(
                 "page_size",
-                json!({"type": "integer", "minimum": 1, "maximum": 100}),
-                "Rows per page (default 20).".into(),
+                json!({"type": "integer", "minimum": 1, "maximum": page.max_size}),
+                format!("Rows per page (default {}).", page.default_size),
             ),
             query(
                 "page_token",
@@ -773,7 +789,7 @@ impl<E: Resource> ResourceDoc<E> {
                 format!("/{many}/{{id}}/history"),
                 json!({"get": {"tags": tag, "operationId": format!("{one}_history"), "summary": format!("The audit history of a {one}, newest first"),
                     "parameters": [id,
-                        query("page_size", json!({"type": "integer", "minimum": 1, "maximum": 100}), "Entries per page.".into()),
+                        query("page_size", json!({"type": "integer", "minimum": 1, "maximum": page.max_size}), "Entries per page.".into()),
                         query("page_token", json!({"type": "string"}), "The `next_page_token` of the previous page.".into())],
                     "responses": {"200": {"description": "A page of audit entries", "content": {"application/json": {"schema": reference("AuditPage")}}},
                         "400": error("INVALID_ARGUMENT")}}}),

@@ -299,7 +299,8 @@ impl ListParams {
         let mut q = ListQuery::new()
             .show_deleted(self.show_deleted.unwrap_or(false))
             .with_total_size(self.count.unwrap_or(false));
-        if let Some(f) = self.filter.filter(|f| !f.trim().is_empty()) {
+        // Passed on as it is, blank or not: its length counts.
+        if let Some(f) = self.filter {
             q = q.filter(f);
         }
         if let Some(o) = self.order_by.filter(|o| !o.trim().is_empty()) {
@@ -457,7 +458,7 @@ async fn count<E: Resource>(
             let service = shared.allow(Operation::Count, None, who(&identity))?;
             let Query(params) = params?;
             let mut q = ListQuery::new().show_deleted(params.show_deleted.unwrap_or(false));
-            if let Some(f) = params.filter.filter(|f| !f.trim().is_empty()) {
+            if let Some(f) = params.filter {
                 q = q.filter(f);
             }
             let n = service.count(&ctx.0, &q).await?;

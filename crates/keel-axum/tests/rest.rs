@@ -669,3 +669,33 @@ async fn location_percent_encodes_a_string_key() {
     assert_eq!(fetched.body["slug"], "a b/ü?#%");
     db.destroy().await;
 }
+
+#[tokio::test]
+async fn an_input_is_an_object_and_nothing_else() {
+    let (app, db) = shapes().await;
+    let created = send(&app, "POST", "/products", Some(&new_product("O-1", 1)), &[]).await;
+    let url = format!("/products/{}", created.body["id"]);
+    for body in ["[]", "[\"O-2\"]", "null", "3", "\"x\""] {
+        let reply = send(&app, "PATCH", &url, Some(body), &[]).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "PATCH {body}: {}",
+            reply.body
+        );
+        assert_eq!(
+            reply.body["error"]["details"]["errors"][0]["code"],
+            "INVALID_TYPE"
+        );
+        let reply = send(&app, "POST", "/products", Some(body), &[]).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "POST {body}: {}",
+            reply.body
+        );
+    }
+    let unchanged = send(&app, "GET", &url, None, &[]).await;
+    assert_eq!(unchanged.body["version"], 1, "nothing was written");
+    db.destroy().await;
+}

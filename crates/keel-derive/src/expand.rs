@@ -463,15 +463,38 @@ fn input_struct(
     });
     let default = patch.then(|| quote!(::core::default::Default,));
     let debug = debug_impl(ty, columns, expected_version);
+    // serde's derive, as inherent functions (`remote = "Self"`), behind
+    // trait impls that take only an object: the derive alone also reads a
+    // struct from an array of its fields in order (`[]` an empty patch).
     quote! {
         #[doc = #doc]
         #[derive(::core::clone::Clone, #default ::keel::__private::serde::Deserialize, ::keel::__private::serde::Serialize)]
-        #[serde(crate = "::keel::__private::serde", deny_unknown_fields)]
+        #[serde(crate = "::keel::__private::serde", deny_unknown_fields, remote = "Self")]
         #vis struct #ty {
             #(#fields,)*
             #version_field
         }
         #debug
+        const _: () = {
+            #[automatically_derived]
+            impl<'de> ::keel::__private::input::Fields<'de> for #ty {
+                fn from_fields<D: ::keel::__private::serde::Deserializer<'de>>(deserializer: D) -> ::core::result::Result<Self, D::Error> {
+                    #ty::deserialize(deserializer)
+                }
+            }
+            #[automatically_derived]
+            impl<'de> ::keel::__private::serde::Deserialize<'de> for #ty {
+                fn deserialize<D: ::keel::__private::serde::Deserializer<'de>>(deserializer: D) -> ::core::result::Result<Self, D::Error> {
+                    ::keel::__private::input::object(deserializer)
+                }
+            }
+            #[automatically_derived]
+            impl ::keel::__private::serde::Serialize for #ty {
+                fn serialize<S: ::keel::__private::serde::Serializer>(&self, serializer: S) -> ::core::result::Result<S::Ok, S::Error> {
+                    #ty::serialize(self, serializer)
+                }
+            }
+        };
     }
 }
 

@@ -119,7 +119,9 @@ mod size {
         let service = formatted_lines(&expand::service(&plan).to_string());
         let audit = formatted_lines(&expand::audit(&model).to_string());
         println!("generated lines for one 14-field entity: Service {service}, Audit {audit}");
-        assert!(service < 450, "Service generates {service} lines");
+        // 492 lines in November 2026, after inputs became object-only (three
+        // one-line trait impls per input) and enum fields got their value lists.
+        assert!(service < 520, "Service generates {service} lines");
         assert!(audit < 120, "Audit generates {audit} lines");
     }
 }

@@ -5,12 +5,46 @@
 //!   an exponent (`1177.0`, `1e3`), as JSON Schema counts it an integer,
 //!   and refuses any other number (`1.5`) or one out of the type's range;
 //! - a patch field whose column is not nullable refuses `null` (absent
-//!   keeps the value; `null` would mean "clear", which it cannot be).
+//!   keeps the value; `null` would mean "clear", which it cannot be);
+//! - an input is read from an object only: serde's derive also reads a
+//!   struct from an array of its fields in order, so `[]` would be an empty
+//!   patch.
 
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::{self, Deserialize, Deserializer, Unexpected, Visitor};
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Unexpected, Visitor};
+
+/// A derived input, read field by field from a map (serde's derive, kept as
+/// an inherent function with `#[serde(remote = "Self")]`).
+pub trait Fields<'de>: Sized {
+    /// Reads the input from a deserializer that holds a map.
+    fn from_fields<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error>;
+}
+
+/// Reads input `T` from an object, and from nothing else.
+pub fn object<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Fields<'de>,
+{
+    deserializer.deserialize_map(ObjectVisitor(PhantomData))
+}
+
+struct ObjectVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Fields<'de>> Visitor<'de> for ObjectVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::from_fields(MapAccessDeserializer::new(map))
+    }
+}
 
 /// An integer type a column can have.
 pub trait Integer: Sized {

@@ -149,8 +149,8 @@ pub mod __private {
     /// How derived inputs read their fields.
     pub mod input {
         pub use crate::input::{
-            Integer, double_option, double_option_integer, integer, optional_integer, present,
-            present_integer,
+            Fields, Integer, double_option, double_option_integer, integer, object,
+            optional_integer, present, present_integer,
         };
     }
 }

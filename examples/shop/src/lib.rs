@@ -163,7 +163,7 @@ pub fn app(
     rate_limit: Option<NonZeroU32>,
 ) -> Router {
     let open = tokens.is_none();
-    let mut doc = openapi(!open);
+    let mut doc = openapi(!open).config(keel.config());
     if rate_limit.is_some() {
         doc = doc.rate_limited();
     }
