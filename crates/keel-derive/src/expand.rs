@@ -345,6 +345,39 @@ fn schema_entry(column: &Column<'_>, key: bool) -> TokenStream {
         (column.field.optional, column.in_create, column.in_patch);
     let mut entry =
         quote!(FieldSchema::new(#name, SchemaType::#ty).io(#nullable, #in_create, #in_patch, #key));
+    // The bounds of the integer type (i32 and i64 get theirs from the
+    // document's format), narrowed by a range rule.
+    #[allow(clippy::cast_precision_loss)]
+    let (mut low, mut high) = match last_segment(column.field.value).as_deref() {
+        Some("i8") => (Some(f64::from(i8::MIN)), Some(f64::from(i8::MAX))),
+        Some("i16") => (Some(f64::from(i16::MIN)), Some(f64::from(i16::MAX))),
+        Some("u8") => (Some(0.0), Some(f64::from(u8::MAX))),
+        Some("u16") => (Some(0.0), Some(f64::from(u16::MAX))),
+        Some("u32") => (Some(0.0), Some(f64::from(u32::MAX))),
+        Some("u64") => (Some(0.0), Some(u64::MAX as f64)),
+        _ => (None, None),
+    };
+    if column.field.kind != TypeKind::Int {
+        (low, high) = (None, None);
+    }
+    for rule in &column.rules {
+        if let Rule::Range { min, max } = &rule.value {
+            low = min.as_ref().and_then(lit_f64).or(low);
+            high = max.as_ref().and_then(lit_f64).or(high);
+        }
+    }
+    if low.is_some() || high.is_some() {
+        let bound = |b: Option<f64>| match b {
+            Some(v) => {
+                let abs = proc_macro2::Literal::f64_suffixed(v.abs());
+                let sign = (v < 0.0).then(|| quote!(-));
+                quote!(Some(#sign #abs))
+            }
+            None => quote!(None),
+        };
+        let (min, max) = (bound(low), bound(high));
+        entry = quote!(#entry.range(#min, #max));
+    }
     for rule in &column.rules {
         let set = match &rule.value {
             Rule::Length { min, max } => {
@@ -355,22 +388,10 @@ fn schema_entry(column: &Column<'_>, key: bool) -> TokenStream {
                 let (min, max) = (short(*min), short(*max));
                 quote!(.length(#min, #max))
             }
-            Rule::Range { min, max } => {
-                let bound = |b: &Option<syn::Lit>| match b.as_ref().and_then(lit_f64) {
-                    Some(v) => {
-                        let abs = proc_macro2::Literal::f64_suffixed(v.abs());
-                        let sign = (v < 0.0).then(|| quote!(-));
-                        quote!(Some(#sign #abs))
-                    }
-                    None => quote!(None),
-                };
-                let (min, max) = (bound(min), bound(max));
-                quote!(.range(#min, #max))
-            }
+            Rule::Range { .. } | Rule::Custom(_) => continue,
             Rule::Email => quote!(.format("email")),
             Rule::Url => quote!(.format("uri")),
             Rule::Regex(pattern) => quote!(.pattern(#pattern)),
-            Rule::Custom(_) => continue,
         };
         entry = quote!(#entry #set);
     }
