@@ -185,6 +185,8 @@ struct ColumnInfo {
     collation: Option<String>,
     data_type: String,
     precision: Option<u32>,
+    /// Whether it has a DEFAULT or an ON UPDATE, which `MODIFY` drops.
+    extras: bool,
 }
 
 /// Checks resource `E`'s table (see [`Keel::check_schema`]).
@@ -198,7 +200,8 @@ pub(crate) async fn check<E: Resource>(keel: &Keel) -> Result<SchemaReport> {
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::MySql,
             "SELECT COLUMN_NAME AS name, COLUMN_TYPE AS column_type, IS_NULLABLE AS nullable, \
-             COLLATION_NAME AS collation, DATA_TYPE AS data_type, DATETIME_PRECISION AS `precision` \
+             COLLATION_NAME AS collation, DATA_TYPE AS data_type, DATETIME_PRECISION AS `precision`, \
+             (COLUMN_DEFAULT IS NOT NULL AND COLUMN_DEFAULT <> 'NULL') OR EXTRA <> '' AS extras \
              FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
             [table.clone().into()],
         ))
@@ -217,14 +220,22 @@ pub(crate) async fn check<E: Resource>(keel: &Keel) -> Result<SchemaReport> {
                     .try_get::<Option<u64>>("", "precision")
                     .ok()?
                     .and_then(|p| u32::try_from(p).ok()),
+                extras: r.try_get::<bool>("", "extras").unwrap_or(false),
             })
         })
         .collect();
     let exact = exact_collation(keel).await?.unwrap_or(EXACT_COLLATIONS[0]);
     let mut problems = Vec::new();
+    // `MODIFY` restates the whole column: its type and nullability here;
+    // a DEFAULT or ON UPDATE it had must be added back by hand.
     let modify = |c: &ColumnInfo, ty: &str, extra: &str| {
+        let keep = if c.extras {
+            " -- then add back its DEFAULT / ON UPDATE (SHOW CREATE TABLE has them)"
+        } else {
+            ""
+        };
         format!(
-            "ALTER TABLE `{table}` MODIFY `{}` {ty}{extra}{}",
+            "ALTER TABLE `{table}` MODIFY `{}` {ty}{extra}{}{keep}",
             c.name,
             if c.nullable { " NULL" } else { " NOT NULL" }
         )
@@ -238,7 +249,8 @@ pub(crate) async fn check<E: Resource>(keel: &Keel) -> Result<SchemaReport> {
         if let Some(collation) = info.collation.as_deref()
             && !is_exact(collation)
         {
-            let unique = field.is_some_and(|f| f.unique);
+            let key = crate::query::primary_key_column::<E>().as_str() == name;
+            let unique = key || field.is_some_and(|f| f.unique);
             let ordered = field.is_some_and(|f| f.sortable || f.ops.contains(crate::Ops::LT));
             if unique || ordered {
                 let mut breaks = Vec::new();

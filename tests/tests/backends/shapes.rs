@@ -33,6 +33,7 @@ keel_tests::cases![
     redacted_values_stay_out_of_debug_audit_and_events,
     without_the_in_process_tier_no_instance_reads_an_old_version,
     migrate_brings_an_older_audit_table_up_to_date,
+    check_schema_names_what_a_users_table_cannot_give_and_how_to_fix_it,
 ];
 
 fn alice() -> Context {
@@ -907,4 +908,97 @@ async fn migrate_brings_an_older_audit_table_up_to_date(env: Env) {
         .await
         .unwrap();
     assert!(other.items.is_empty(), "another tenant's history");
+}
+
+/// A table made by the user's own migration with the database's defaults:
+/// on MySQL, `check_schema` names each column whose uniqueness, order or
+/// precision is not exact, and its fixes, run, leave nothing to report.
+async fn check_schema_names_what_a_users_table_cannot_give_and_how_to_fix_it(env: Env) {
+    let db = env.keel.db();
+    db.execute_unprepared("DROP TABLE labels").await.unwrap();
+    db.execute_unprepared("DROP TABLE invoices").await.unwrap();
+    let (labels, invoices) = match env.backend() {
+        Backend::MySql => (
+            "CREATE TABLE labels (slug VARCHAR(40) PRIMARY KEY, title VARCHAR(100) NOT NULL UNIQUE, colour VARCHAR(20) NULL)",
+            "CREATE TABLE invoices (id CHAR(36) PRIMARY KEY, customer VARCHAR(100) NOT NULL, state VARCHAR(12) NOT NULL, \
+             amount DOUBLE NOT NULL, by_post BOOL NOT NULL, due_on DATE NULL, `lines` JSON NOT NULL, iban VARCHAR(40) NOT NULL, \
+             version INT NOT NULL, created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, updated_at DATETIME NOT NULL, deleted_at DATETIME NULL)",
+        ),
+        _ => (
+            "CREATE TABLE labels (slug VARCHAR(40) PRIMARY KEY, title VARCHAR(100) NOT NULL UNIQUE, colour VARCHAR(20) NULL)",
+            "CREATE TABLE invoices (id UUID PRIMARY KEY)",
+        ),
+    };
+    db.execute_unprepared(labels).await.unwrap();
+    db.execute_unprepared(invoices).await.unwrap();
+    let label_report = env.keel.check_schema::<label::Entity>().await.unwrap();
+    let invoice_report = env.keel.check_schema::<invoice::Entity>().await.unwrap();
+    if env.backend() != Backend::MySql {
+        assert!(label_report.is_ok() && invoice_report.is_ok());
+        return;
+    }
+    let columns = |report: &keel::SchemaReport| {
+        let mut names: Vec<String> = report.problems().iter().map(|p| p.column.clone()).collect();
+        names.sort();
+        names
+    };
+    // The key and the unique title; the colour is neither unique nor sorted.
+    assert_eq!(columns(&label_report), ["slug", "title"], "{label_report}");
+    // The key as text, sorted text, and second-precision timestamps the
+    // service owns.
+    assert_eq!(
+        columns(&invoice_report),
+        [
+            "created_at",
+            "customer",
+            "deleted_at",
+            "id",
+            "state",
+            "updated_at"
+        ],
+        "{invoice_report}"
+    );
+    let created_at = invoice_report
+        .problems()
+        .iter()
+        .find(|p| p.column == "created_at")
+        .unwrap();
+    assert!(
+        created_at.fix.contains("add back its DEFAULT"),
+        "{created_at}"
+    );
+    for problem in label_report
+        .problems()
+        .iter()
+        .chain(invoice_report.problems())
+    {
+        db.execute_unprepared(&problem.fix)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", problem.fix));
+    }
+    assert!(
+        env.keel
+            .check_schema::<label::Entity>()
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    assert!(
+        env.keel
+            .check_schema::<invoice::Entity>()
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    // And the fixed table serves keys that differ by case alone.
+    let labels = env.keel.service::<label::Entity>();
+    labels
+        .create(&alice(), NewLabel::new("rust", "Rust"))
+        .await
+        .unwrap();
+    labels
+        .create(&alice(), NewLabel::new("RUST", "RUST"))
+        .await
+        .unwrap();
+    assert_eq!(labels.count(&alice(), &ListQuery::new()).await.unwrap(), 2);
 }
