@@ -547,11 +547,14 @@ fn debug_impl(ty: &Ident, columns: &[&Column<'_>], expected_version: bool) -> To
 fn validation(columns: &[&Column<'_>], patch: bool) -> Option<TokenStream> {
     let checks: Vec<TokenStream> = columns
         .iter()
-        .filter(|c| !c.rules.is_empty())
+        .filter(|c| !c.rules.is_empty() || c.field.kind == TypeKind::Text)
         .map(|c| {
             let ident = c.field.ident;
             let pointer = format!("/{}", c.field.name());
             let inner = c.field.value;
+            // Every text field: no control characters (no attribute needed).
+            let text = (c.field.kind == TypeKind::Text)
+                .then(|| quote!(::keel::__private::validate::text(&mut errors, #pointer, value);));
             let rules = c.rules.iter().map(|rule| match &rule.value {
                 Rule::Length { min, max } => {
                     let (min, max) = (opt_u64(*min), opt_u64(*max));
@@ -587,6 +590,7 @@ fn validation(columns: &[&Column<'_>], patch: bool) -> Option<TokenStream> {
             quote! {
                 if #binding {
                     #unwrap
+                    #text
                     #(#rules)*
                 }
             }

@@ -13,6 +13,7 @@
 //! | [`url`] | `INVALID_URL` |
 //! | [`pattern`] | `PATTERN_MISMATCH` |
 //! | [`custom`] | the code the custom function chose |
+//! | [`text`] | `CONTROL_CHARACTER` (every text field, without an attribute) |
 //!
 //! ```
 //! use keel::{ValidationErrors, validate};
@@ -29,6 +30,38 @@ use std::fmt::Display;
 use validator::{ValidateEmail, ValidateLength, ValidateRange, ValidateRegex, ValidateUrl};
 
 use crate::{FieldError, ValidationErrors};
+
+/// Whether `c` is a C0 control character other than tab, line feed and
+/// carriage return: what text fields and filter strings refuse.
+pub fn is_forbidden_control(c: char) -> bool {
+    c < ' ' && !matches!(c, '\t' | '\n' | '\r')
+}
+
+/// Text without C0 control characters other than tab, line feed and
+/// carriage return. `#[derive(Service)]` checks every text field with it:
+/// NUL cannot be stored in PostgreSQL text at all (and stops SQLite's
+/// `LIKE`), and the others are never meant as data.
+///
+/// ```
+/// use keel::{ValidationErrors, validate};
+/// let mut errors = ValidationErrors::new();
+/// validate::text(&mut errors, "/name", "two\nlines\tare fine");
+/// validate::text(&mut errors, "/note", "a\u{0}b");
+/// assert_eq!(errors.errors().len(), 1);
+/// assert_eq!(errors.errors()[0].code, "CONTROL_CHARACTER");
+/// ```
+pub fn text(errors: &mut ValidationErrors, pointer: &str, value: &str) {
+    if let Some(c) = value.chars().find(|c| is_forbidden_control(*c)) {
+        errors.add(
+            pointer,
+            "CONTROL_CHARACTER",
+            format!(
+                "must not contain control characters (found U+{:04X}); tab, line feed and carriage return are allowed",
+                u32::from(c)
+            ),
+        );
+    }
+}
 
 /// Length in characters (strings) or items (collections) between `min` and `max`.
 pub fn length<V: ValidateLength<u64> + ?Sized>(

@@ -34,6 +34,7 @@ keel_tests::cases![
     without_the_in_process_tier_no_instance_reads_an_old_version,
     migrate_brings_an_older_audit_table_up_to_date,
     check_schema_names_what_a_users_table_cannot_give_and_how_to_fix_it,
+    control_characters_are_refused_in_text_and_a_nul_in_json_is_never_a_500,
 ];
 
 fn alice() -> Context {
@@ -1001,4 +1002,74 @@ async fn check_schema_names_what_a_users_table_cannot_give_and_how_to_fix_it(env
         .await
         .unwrap();
     assert_eq!(labels.count(&alice(), &ListQuery::new()).await.unwrap(), 2);
+}
+
+/// Text fields refuse C0 control characters (tab, line feed and carriage
+/// return aside) on every database, before any statement; a NUL PostgreSQL
+/// cannot store elsewhere (inside JSON) is a 4xx too.
+async fn control_characters_are_refused_in_text_and_a_nul_in_json_is_never_a_500(env: Env) {
+    let memos = env.keel.service::<memo::Entity>();
+    for body in ["a\u{0}b", "\u{7}", "esc \u{1b}[0m", "\u{1f}"] {
+        let err = memos
+            .create(
+                &alice(),
+                NewMemo {
+                    body: body.into(),
+                    recipient: None,
+                },
+            )
+            .await
+            .unwrap_err();
+        match &err {
+            keel::Error::Validation(errors) => {
+                assert_eq!(errors.errors()[0].pointer, "/body");
+                assert_eq!(errors.errors()[0].code, "CONTROL_CHARACTER");
+            }
+            other => panic!("{body:?}: {other:?}"),
+        }
+    }
+    let ok = memos
+        .create(
+            &alice(),
+            NewMemo {
+                body: "tab\tline\nreturn\r".into(),
+                recipient: Some("x".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let err = memos
+        .update(
+            &alice(),
+            ok.id,
+            memo::MemoPatch::default().recipient(Some("a\u{0}".into())),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "VALIDATION_FAILED", "{err:?}");
+    // A Redacted<String> is text too.
+    let invoices = env.keel.service::<invoice::Entity>();
+    let mut input = NewInvoice::new("Ada", 1.0);
+    input.iban = keel::Redacted::new("DE\u{0}".into());
+    let err = invoices.create(&alice(), input).await.unwrap_err();
+    assert_eq!(err.code(), "VALIDATION_FAILED", "{err:?}");
+    // NUL inside a JSON value: PostgreSQL cannot store it (22P05); the
+    // others store it. Never a 500.
+    let mut input = NewInvoice::new("Ada", 2.0);
+    input.lines = serde_json::json!([{"item": "a\u{0}b"}]);
+    match invoices.create(&alice(), input).await {
+        Ok(row) => {
+            assert_ne!(env.backend(), Backend::Postgres);
+            assert_eq!(row.lines[0]["item"], "a\u{0}b");
+        }
+        Err(err) => {
+            assert_eq!(env.backend(), Backend::Postgres, "{err:?}");
+            assert_eq!(err.code(), "VALIDATION_FAILED", "{err:?}");
+        }
+    }
+    assert_eq!(
+        memos.count(&alice(), &ListQuery::new()).await.unwrap(),
+        1,
+        "nothing else written"
+    );
 }

@@ -170,7 +170,11 @@ fn classify_postgres(pg: &sqlx::postgres::PgDatabaseError) -> Option<Kind> {
         "23505" => Kind::Unique,
         "23503" => Kind::ForeignKey,
         "23502" => Kind::Constraint(pg.column().map(str::to_owned)),
-        "23514" | "23P01" | "22001" | "22003" => Kind::Constraint(pg.column().map(str::to_owned)),
+        // 22021 character_not_in_repertoire (NUL in text), 22P05
+        // untranslatable_character (`\u0000` in jsonb): data PostgreSQL cannot store.
+        "23514" | "23P01" | "22001" | "22003" | "22021" | "22P05" => {
+            Kind::Constraint(pg.column().map(str::to_owned))
+        }
         "40001" | "40P01" | "55P03" => Kind::Retriable,
         "57014" => Kind::Timeout,
         "53300" | "57P01" | "57P02" | "57P03" => Kind::Unavailable("database unavailable"),

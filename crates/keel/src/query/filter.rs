@@ -13,7 +13,8 @@
 //! ```
 //!
 //! Strings are quoted with `"` or `'` (escapes: `\\ \" \' \n \t \r`)
-//! and cannot hold NUL; timestamps are RFC 3339 strings and UUIDs are
+//! and cannot hold NUL or other control characters (tab, line feed and
+//! carriage return aside); timestamps are RFC 3339 strings and UUIDs are
 //! strings; an enum field takes its variants' JSON forms. `:` on a text
 //! field is a case-insensitive substring match (the database's `LOWER()` on
 //! both sides). `=`, `!=` and `IN` compare text exactly on every database
@@ -593,10 +594,10 @@ pub(crate) fn find_field<E: Resource>(name: &str) -> Option<&'static Field<E>> {
 
 fn literal(token: &Token) -> Result<Literal, Error> {
     Ok(match &token.kind {
-        TokenKind::Str(s) if s.contains('\0') => {
+        TokenKind::Str(s) if s.chars().any(crate::validate::is_forbidden_control) => {
             return Err(err(
                 token.pos,
-                "a string in a filter cannot contain NUL (U+0000)",
+                "a string in a filter cannot contain control characters (U+0000-U+001F other than tab, line feed and carriage return)",
             ));
         }
         TokenKind::Str(s) => Literal::Str(s.clone()),
