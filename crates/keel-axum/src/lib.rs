@@ -43,6 +43,7 @@ mod body;
 mod error;
 mod openapi;
 mod ops;
+mod panic;
 mod rate;
 mod resource;
 
@@ -50,6 +51,7 @@ pub use body::JsonBody;
 pub use error::{ApiError, status_of};
 pub use openapi::{ApiDoc, docs_routes};
 pub use ops::{http_metrics, ops_routes};
+pub use panic::{PanicResponse, catch_panic};
 pub use rate::RateLimit;
 pub use resource::{
     Access, Authorize, BODY_LIMIT, Operation, Routes, etag, if_match, parse_id, resource, routes,
@@ -93,11 +95,36 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
     request.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = next.run(request).await;
+    let mut response = panic::CURRENT_REQUEST_ID
+        .scope(id.clone(), next.run(request))
+        .await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response
+}
+
+/// The `{id}` segment of a route, percent-decoded. One that does not decode
+/// to UTF-8 (`/products/%FF`) is `400 INVALID_ARGUMENT` in the error
+/// envelope, with the request id, like every other error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(id)) => Ok(PathId(id)),
+            Err(rejection) => {
+                let err = ApiError::from(rejection);
+                Err(match parts.extensions.get::<RequestId>() {
+                    Some(id) => err.with_request_id(id.0.clone()),
+                    None => err,
+                })
+            }
+        }
+    }
 }
 
 /// The Keel [`Context`] of a request: its [`Identity`] (or `anonymous`) and

@@ -80,15 +80,17 @@ async fn prometheus(State(ops): State<Ops>) -> Response {
 /// Middleware: `keel_http_requests_total{route, method, status}` and
 /// `keel_http_request_duration_seconds{route, method}`, labelled with the
 /// route template (`/products/{id}`), never the raw path; requests that
-/// match no route are `route="unmatched"`.
+/// match no route are `route="unmatched"`, and a method outside HTTP's
+/// standard nine is `method="other"`: what a caller sends never makes a new
+/// series.
 pub async fn http_metrics(request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().cloned();
-    let method = request.method().clone();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let (counter, histogram) = http_handles(
         route.as_ref().map_or("unmatched", MatchedPath::as_str),
-        &method,
+        method,
         response.status(),
     );
     counter.increment(1);
@@ -100,20 +102,36 @@ pub async fn http_metrics(request: Request, next: Next) -> Response {
 type HttpHandles = (metrics::Counter, metrics::Histogram);
 
 /// The handles of one route template, by method and status.
-type RouteHandles = Vec<(Method, StatusCode, HttpHandles)>;
+type RouteHandles = Vec<(&'static str, StatusCode, HttpHandles)>;
+
+/// The method as a metric label: one of the nine standard methods, or `other`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
 
 /// Handles registered so far, by route template, then method and status:
 /// looked up without building a metric key per request.
 static HTTP_HANDLES: LazyLock<RwLock<HashMap<Box<str>, RouteHandles>>> =
     LazyLock::new(Default::default);
 
-fn http_handles(route: &str, method: &Method, status: StatusCode) -> HttpHandles {
+fn http_handles(route: &str, method: &'static str, status: StatusCode) -> HttpHandles {
     let cached = Metrics::is_installed();
     if cached {
         let known = HTTP_HANDLES.read().unwrap_or_else(PoisonError::into_inner);
         if let Some((_, _, handles)) = known
             .get(route)
-            .and_then(|v| v.iter().find(|(m, s, _)| m == method && *s == status))
+            .and_then(|v| v.iter().find(|(m, s, _)| *m == method && *s == status))
         {
             return handles.clone();
         }
@@ -122,13 +140,13 @@ fn http_handles(route: &str, method: &Method, status: StatusCode) -> HttpHandles
         metrics::counter!(
             "keel_http_requests_total",
             "route" => route.to_owned(),
-            "method" => method.as_str().to_owned(),
+            "method" => method,
             "status" => status.as_u16().to_string()
         ),
         metrics::histogram!(
             "keel_http_request_duration_seconds",
             "route" => route.to_owned(),
-            "method" => method.as_str().to_owned()
+            "method" => method
         ),
     );
     if cached {
@@ -137,7 +155,7 @@ fn http_handles(route: &str, method: &Method, status: StatusCode) -> HttpHandles
             .unwrap_or_else(PoisonError::into_inner)
             .entry(route.into())
             .or_default()
-            .push((method.clone(), status, handles.clone()));
+            .push((method, status, handles.clone()));
     }
     handles
 }

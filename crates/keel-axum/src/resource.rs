@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use axum::Extension;
 
-use crate::{ApiError, Ctx, Identity, JsonBody};
+use crate::{ApiError, Ctx, Identity, JsonBody, PathId};
 
 /// The default body limit: 1 MiB (413 beyond).
 pub const BODY_LIMIT: usize = 1 << 20;
@@ -472,7 +472,7 @@ async fn get_one<E: Resource>(
     State(shared): State<Shared<E>>,
     ctx: Ctx,
     identity: Who,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     headers: HeaderMap,
 ) -> Reply {
     with_id(
@@ -564,7 +564,7 @@ async fn patch<E>(
     State(shared): State<Shared<E>>,
     ctx: Ctx,
     identity: Who,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     headers: HeaderMap,
     body: Result<JsonBody<E::Patch>, ApiError>,
 ) -> Reply
@@ -594,7 +594,7 @@ async fn delete<E: Resource>(
     State(shared): State<Shared<E>>,
     ctx: Ctx,
     identity: Who,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     headers: HeaderMap,
 ) -> Reply {
     with_id(
@@ -618,7 +618,7 @@ async fn restore<E: Resource>(
     State(shared): State<Shared<E>>,
     ctx: Ctx,
     identity: Who,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Reply {
     with_id(
         &ctx,
@@ -636,7 +636,7 @@ async fn history<E: Resource>(
     State(shared): State<Shared<E>>,
     ctx: Ctx,
     identity: Who,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     params: Result<Query<HistoryParams>, QueryRejection>,
 ) -> Reply {
     with_id(

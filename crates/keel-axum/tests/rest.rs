@@ -287,6 +287,17 @@ async fn health_probes_and_metrics_with_route_templates() {
     }
     send(&app, "GET", "/products/12345", None, &[]).await;
     send(&app, "GET", "/nowhere", None, &[]).await;
+    // Invented methods share one label: no new series per caller's whim.
+    for i in 0..50 {
+        send(
+            &app,
+            &format!("BREW{i}"),
+            &format!("/products/{id}"),
+            None,
+            &[],
+        )
+        .await;
+    }
 
     let health = send(&app, "GET", "/health", None, &[]).await;
     assert_eq!(health.status, StatusCode::OK, "{}", health.body);
@@ -309,9 +320,11 @@ async fn health_probes_and_metrics_with_route_templates() {
         "keel_http_requests_total{route=\"/products\",method=\"POST\",status=\"201\"} 1",
         "keel_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1",
         "keel_http_request_duration_seconds_bucket{route=\"/products/{id}\",method=\"GET\",le=",
+        "keel_http_requests_total{route=\"/products/{id}\",method=\"other\",status=\"405\"} 50",
     ] {
         assert!(text.contains(line), "missing {line}\n{text}");
     }
+    assert!(!text.contains("BREW"), "{text}");
     runtime.shutdown().await;
     db.destroy().await;
 }
@@ -697,5 +710,54 @@ async fn an_input_is_an_object_and_nothing_else() {
     }
     let unchanged = send(&app, "GET", &url, None, &[]).await;
     assert_eq!(unchanged.body["version"], 1, "nothing was written");
+    db.destroy().await;
+}
+
+#[tokio::test]
+async fn a_panicking_handler_answers_the_500_envelope_and_the_server_goes_on() {
+    let app = Router::new()
+        .route(
+            "/boom",
+            axum::routing::get(|| async {
+                let v: Vec<i32> = Vec::new();
+                v[3].to_string()
+            }),
+        )
+        .route("/fine", axum::routing::get(|| async { "fine" }))
+        .layer(keel_axum::catch_panic())
+        .layer(axum::middleware::from_fn(keel_axum::request_id));
+    let reply = send(&app, "GET", "/boom", None, &[("x-request-id", "req-42")]).await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(reply.body["error"]["code"], "INTERNAL");
+    assert_eq!(reply.body["error"]["message"], "internal error");
+    assert_eq!(reply.body["error"]["details"]["request_id"], "req-42");
+    assert_eq!(reply.headers["x-request-id"], "req-42");
+    assert!(
+        !reply.body.to_string().contains("index out of bounds"),
+        "no panic text reaches the client"
+    );
+    let fine = send(&app, "GET", "/fine", None, &[]).await;
+    assert_eq!(fine.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_id_that_does_not_decode_answers_the_envelope() {
+    let (app, db) = shapes().await;
+    for url in ["/products/%FF", "/labels/%C3%28", "/memos/%FF%FE"] {
+        let reply = send(&app, "GET", url, None, &[("x-request-id", "r-1")]).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{url}");
+        assert_eq!(
+            reply.body["error"]["code"], "INVALID_ARGUMENT",
+            "{url}: {}",
+            reply.body
+        );
+        assert_eq!(reply.body["error"]["details"]["request_id"], "r-1");
+        let reply = send(&app, "DELETE", url, None, &[]).await;
+        assert_eq!(
+            reply.body["error"]["code"], "INVALID_ARGUMENT",
+            "{url}: {}",
+            reply.body
+        );
+    }
     db.destroy().await;
 }

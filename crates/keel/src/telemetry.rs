@@ -41,5 +41,31 @@ pub fn init_logging(format: LogFormat) -> Result<()> {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
-    installed.map_err(|e| Error::internal(format!("cannot install the log subscriber: {e}")))
+    installed.map_err(|e| Error::internal(format!("cannot install the log subscriber: {e}")))?;
+    log_panics();
+    Ok(())
+}
+
+/// Makes a panic one `error` event (target `panic`: message, location, and
+/// the backtrace when `RUST_BACKTRACE` asks for one) in the log's format,
+/// instead of text on standard error beside it. [`init_logging`] calls it.
+pub fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_default();
+        let backtrace = std::backtrace::Backtrace::capture();
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            tracing::error!(target: "panic", %message, %location, %backtrace, "panic");
+        } else {
+            tracing::error!(target: "panic", %message, %location, "panic");
+        }
+    }));
 }

@@ -191,8 +191,10 @@ pub fn app(
         Arc::new(auth::Auth { tokens }),
         auth::authenticate,
     ))
-    .layer(from_fn(keel_axum::http_metrics))
     .layer(from_fn_with_state(runtime.clone(), track_work))
+    // A panic anywhere inside is a 500 envelope with the request id, counted.
+    .layer(keel_axum::catch_panic())
+    .layer(from_fn(keel_axum::http_metrics))
     .layer(from_fn(keel_axum::request_id))
 }
 

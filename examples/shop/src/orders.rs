@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::entities::{customer, order, order_line, product};
-use keel_axum::{ApiError, Ctx, Identity, JsonBody};
+use keel_axum::{ApiError, Ctx, Identity, JsonBody, PathId};
 
 /// The most lines one order may have.
 pub const MAX_LINES: usize = 100;
@@ -290,7 +290,7 @@ async fn get_order(
     State(shop): State<Shop>,
     Ctx(ctx): Ctx,
     identity: Option<Extension<Identity>>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Response, ApiError> {
     let request_id = ctx.request_id().to_owned();
     let result = async {
@@ -313,7 +313,7 @@ async fn cancel(
     State(shop): State<Shop>,
     Ctx(ctx): Ctx,
     identity: Option<Extension<Identity>>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let request_id = ctx.request_id().to_owned();
