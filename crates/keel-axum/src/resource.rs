@@ -211,6 +211,10 @@ pub struct Access<'a> {
     /// Who is calling, when authentication put an [`Identity`] in the
     /// request; `None` for an anonymous caller.
     pub identity: Option<&'a Identity>,
+    /// Whether a list or count asks for soft-deleted rows too
+    /// (`show_deleted=true`). (The audit history is its own operation,
+    /// [`Operation::History`].)
+    pub show_deleted: bool,
 }
 
 /// A per-route authorisation policy: called before each operation.
@@ -262,11 +266,22 @@ impl<E: Resource> Shared<E> {
         id: Option<&str>,
         identity: Option<&Identity>,
     ) -> Result<&BaseService<E>, ApiError> {
+        self.allow_deleted(operation, id, identity, false)
+    }
+
+    fn allow_deleted(
+        &self,
+        operation: Operation,
+        id: Option<&str>,
+        identity: Option<&Identity>,
+        show_deleted: bool,
+    ) -> Result<&BaseService<E>, ApiError> {
         self.policy.authorize(&Access {
             resource: E::NAME,
             operation,
             id,
             identity,
+            show_deleted,
         })?;
         Ok(&self.service)
     }
@@ -437,7 +452,10 @@ async fn list<E: Resource>(
     with_id(
         &ctx,
         async {
-            let service = shared.allow(Operation::List, None, who(&identity))?;
+            let deleted = params
+                .as_ref()
+                .is_ok_and(|Query(p)| p.show_deleted == Some(true));
+            let service = shared.allow_deleted(Operation::List, None, who(&identity), deleted)?;
             let Query(params) = params?;
             let page = service.list(&ctx.0, &params.query()).await?;
             Ok(Json(page).into_response())
@@ -455,7 +473,10 @@ async fn count<E: Resource>(
     with_id(
         &ctx,
         async {
-            let service = shared.allow(Operation::Count, None, who(&identity))?;
+            let deleted = params
+                .as_ref()
+                .is_ok_and(|Query(p)| p.show_deleted == Some(true));
+            let service = shared.allow_deleted(Operation::Count, None, who(&identity), deleted)?;
             let Query(params) = params?;
             let mut q = ListQuery::new().show_deleted(params.show_deleted.unwrap_or(false));
             if let Some(f) = params.filter {

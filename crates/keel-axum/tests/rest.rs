@@ -329,8 +329,9 @@ async fn health_probes_and_metrics_with_route_templates() {
     db.destroy().await;
 }
 
-/// An app whose policy: reads open; writes need an identity (401); only
-/// `admin` deletes (403). Identity comes from an `x-user` header here.
+/// An app whose policy: reads open; writes, history and deleted rows need
+/// an identity (401); only `admin` deletes (403). Identity comes from an
+/// `x-user` header here.
 async fn guarded() -> (Router, TestDb) {
     let db = TestDb::create(Backend::Sqlite).await;
     let keel = db.builder().connect().await.unwrap();
@@ -338,6 +339,10 @@ async fn guarded() -> (Router, TestDb) {
     let app = keel_axum::routes(keel.service::<product::Entity>())
         .authorize(|access: &keel_axum::Access<'_>| {
             keel_axum::writes_need_identity(access)?;
+            let staff = access.operation == keel_axum::Operation::History || access.show_deleted;
+            if staff && access.identity.is_none() {
+                return Err(keel_axum::ApiError::unauthenticated("staff only"));
+            }
             match (access.operation, access.identity) {
                 (keel_axum::Operation::Delete, Some(who)) if who.actor != "admin" => Err(
                     keel_axum::ApiError::permission_denied("only admin deletes products"),
@@ -393,6 +398,22 @@ async fn authorisation_per_operation() {
     );
     let deleted = send(&app, "DELETE", &path, None, &[("x-user", "admin")]).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    // The policy sees history and show_deleted for what they are.
+    for url in [
+        format!("{path}/history"),
+        "/products?show_deleted=true".to_owned(),
+        "/products/count?show_deleted=true".to_owned(),
+    ] {
+        assert_eq!(
+            send(&app, "GET", &url, None, &[]).await.status,
+            StatusCode::UNAUTHORIZED,
+            "{url}"
+        );
+        let staff = send(&app, "GET", &url, None, &[("x-user", "bob")]).await;
+        assert_eq!(staff.status, StatusCode::OK, "{url}");
+    }
+    let live = send(&app, "GET", "/products?show_deleted=false", None, &[]).await;
+    assert_eq!(live.status, StatusCode::OK);
     db.destroy().await;
 }
 

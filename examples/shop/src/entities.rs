@@ -32,7 +32,8 @@ pub mod product {
         /// 1-200 characters.
         #[service(filter(eq, ne, has, in), sort, validate(length(min = 1, max = 200)))]
         pub name: String,
-        /// Free text; neither filtered nor sorted.
+        /// Free text up to 2,000 characters; neither filtered nor sorted.
+        #[service(validate(length(max = 2000)))]
         pub description: Option<String>,
         /// The price in cents, >= 0.
         #[service(filter, sort, validate(range(min = 0)))]

@@ -139,11 +139,16 @@ pub fn openapi(bearer: bool) -> ApiDoc {
 /// the shop's own ([`orders::routes`]).
 const ORDER_OPERATIONS: [Operation; 3] = [Operation::List, Operation::Count, Operation::History];
 
-/// Products: anyone reads, writes need a token. Customers and orders: every
-/// operation needs one. In open mode, anything goes.
+/// Products: anyone reads the live catalogue; writes, the audit history and
+/// deleted rows need a token. Customers and orders: every operation needs
+/// one. In open mode, anything goes.
 fn policy(open: bool, private: bool) -> impl Fn(&Access<'_>) -> Result<(), ApiError> {
     move |access| {
-        if open || access.identity.is_some() || !(private || access.operation.is_write()) {
+        let staff_only = private
+            || access.operation.is_write()
+            || access.operation == Operation::History
+            || access.show_deleted;
+        if open || access.identity.is_some() || !staff_only {
             Ok(())
         } else {
             Err(ApiError::unauthenticated(format!(

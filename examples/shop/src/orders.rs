@@ -129,6 +129,8 @@ fn check(input: &PlaceOrder) -> Result<BTreeMap<i64, i32>, Error> {
             "LENGTH",
             format!("an order has 1 to {MAX_LINES} lines"),
         ));
+        // Nothing more to say: one error, however long the order.
+        return Err(errors.into());
     }
     let mut merged = BTreeMap::new();
     for (i, line) in input.lines.iter().enumerate() {

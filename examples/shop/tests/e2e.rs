@@ -254,8 +254,26 @@ async fn crud(w: World) {
         .call(&s, Method::POST, &format!("{path}/restore"), None, &[AUTH])
         .await;
     assert_eq!(status, StatusCode::OK, "{restored}");
-    let (status, _, history) = w
+    // The audit history (actors, request ids) and deleted rows are the
+    // staff's: anonymous callers get 401.
+    let (status, _, body) = w
         .call(&s, Method::GET, &format!("{path}/history"), None, &[])
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED")
+    );
+    for url in [
+        "/products?show_deleted=true",
+        "/products/count?show_deleted=true",
+    ] {
+        let (status, _, _) = w.call(&s, Method::GET, url, None, &[]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{url}");
+        let (status, _, _) = w.call(&s, Method::GET, url, None, &[AUTH]).await;
+        assert_eq!(status, StatusCode::OK, "{url}");
+    }
+    let (status, _, history) = w
+        .call(&s, Method::GET, &format!("{path}/history"), None, &[AUTH])
         .await;
     assert_eq!(status, StatusCode::OK);
     let actions: Vec<&str> = history["items"]
@@ -390,6 +408,42 @@ async fn bad_input(w: World) {
         .await
         .expect("answered");
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // A description has a length rule; an order of 30,000 lines draws one
+    // short error, not one per line.
+    let long = format!(
+        r#"{{"sku":"D","name":"x","price_cents":1,"stock":1,"description":"{}"}}"#,
+        "d".repeat(2001)
+    );
+    let (status, _, body) = w
+        .call(
+            &s,
+            Method::POST,
+            "/products",
+            Some(serde_json::from_str(&long).expect("json")),
+            &[AUTH],
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED")
+    );
+    assert_eq!(
+        body["error"]["details"]["errors"][0]["pointer"],
+        "/description"
+    );
+    let lines: Vec<Value> = (0..30_000)
+        .map(|_| serde_json::json!({"product_id": id, "quantity": 0}))
+        .collect();
+    let order = serde_json::json!({"customer_id": uuid::Uuid::nil(), "lines": lines});
+    let (status, _, body) = w
+        .call(&s, Method::POST, "/orders", Some(order), &[AUTH])
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        body["error"]["details"]["errors"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert!(body.to_string().len() < 1000, "a short answer");
     for (path, status, expected) in [
         ("/products/abc", StatusCode::BAD_REQUEST, "INVALID_ARGUMENT"),
         (

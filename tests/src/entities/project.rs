@@ -20,6 +20,12 @@ pub struct Model {
     /// Name.
     #[service(filter, sort)]
     pub name: String,
+    /// A short code, unique (across tenants: one index on the column).
+    #[sea_orm(unique)]
+    pub code: Option<String>,
+    /// A handle, unique too.
+    #[sea_orm(unique)]
+    pub handle: Option<String>,
     /// Optimistic lock.
     #[service(version)]
     pub version: i32,
@@ -30,3 +36,14 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl NewProject {
+    /// A project named `name`, without code or handle.
+    pub fn named(name: impl Into<String>) -> Self {
+        NewProject {
+            name: name.into(),
+            code: None,
+            handle: None,
+        }
+    }
+}

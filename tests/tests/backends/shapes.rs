@@ -35,6 +35,7 @@ keel_tests::cases![
     migrate_brings_an_older_audit_table_up_to_date,
     check_schema_names_what_a_users_table_cannot_give_and_how_to_fix_it,
     control_characters_are_refused_in_text_and_a_nul_in_json_is_never_a_500,
+    a_unique_collision_names_a_field_from_the_tenants_own_rows_only,
 ];
 
 fn alice() -> Context {
@@ -292,12 +293,7 @@ async fn tenants_are_apart(keel: &keel::Keel) {
     let mut ids = Vec::new();
     for name in names {
         let p = projects
-            .create(
-                &tenant(name),
-                NewProject {
-                    name: format!("plan of {name}"),
-                },
-            )
+            .create(&tenant(name), NewProject::named(format!("plan of {name}")))
             .await
             .unwrap();
         assert_eq!(p.tenant, name);
@@ -355,13 +351,13 @@ async fn tenants_are_apart_in_a_table_the_user_created(env: Env) {
     let ddl = match env.backend() {
         Backend::MySql => {
             "CREATE TABLE projects (id BIGINT AUTO_INCREMENT PRIMARY KEY, tenant VARCHAR(64) NOT NULL, \
-             name VARCHAR(200) NOT NULL, version INT NOT NULL)"
+             name VARCHAR(200) NOT NULL, code VARCHAR(20) NULL UNIQUE, handle VARCHAR(20) NULL UNIQUE, version INT NOT NULL)"
         }
         Backend::Postgres => {
-            "CREATE TABLE projects (id BIGSERIAL PRIMARY KEY, tenant TEXT NOT NULL, name TEXT NOT NULL, version INT NOT NULL)"
+            "CREATE TABLE projects (id BIGSERIAL PRIMARY KEY, tenant TEXT NOT NULL, name TEXT NOT NULL, code TEXT NULL UNIQUE, handle TEXT NULL UNIQUE, version INT NOT NULL)"
         }
         Backend::Sqlite => {
-            "CREATE TABLE projects (id INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL, name TEXT NOT NULL, version INT NOT NULL)"
+            "CREATE TABLE projects (id INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL, name TEXT NOT NULL, code TEXT NULL UNIQUE, handle TEXT NULL UNIQUE, version INT NOT NULL)"
         }
     };
     db.execute_unprepared(ddl).await.unwrap();
@@ -823,10 +819,7 @@ async fn without_the_in_process_tier_no_instance_reads_an_old_version(env: Env) 
         a.service::<project::Entity>(),
         b.service::<project::Entity>(),
     );
-    let p = on_a
-        .create(&ctx, NewProject { name: "v1".into() })
-        .await
-        .unwrap();
+    let p = on_a.create(&ctx, NewProject::named("v1")).await.unwrap();
     for i in 2..=30 {
         // B has the current version cached (in Redis).
         assert_eq!(on_b.get(&ctx, p.id).await.unwrap().version, i - 1);
@@ -886,10 +879,7 @@ async fn migrate_brings_an_older_audit_table_up_to_date(env: Env) {
     // The upgraded log serves history exactly, to the microsecond.
     let projects = env.keel.service::<project::Entity>();
     let ctx = tenant("acme");
-    let p = projects
-        .create(&ctx, NewProject { name: "a".into() })
-        .await
-        .unwrap();
+    let p = projects.create(&ctx, NewProject::named("a")).await.unwrap();
     projects
         .update(&ctx, p.id, ProjectPatch::default().name("b"))
         .await
@@ -1072,4 +1062,38 @@ async fn control_characters_are_refused_in_text_and_a_nul_in_json_is_never_a_500
         1,
         "nothing else written"
     );
+}
+
+/// After a unique violation the service finds which field collided by
+/// looking for the value, among the caller's tenant's rows only: another
+/// tenant's row is never named.
+async fn a_unique_collision_names_a_field_from_the_tenants_own_rows_only(env: Env) {
+    let projects = env.keel.service::<project::Entity>();
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let mut input = NewProject::named("a");
+    input.code = Some("C-1".into());
+    input.handle = Some("h-1".into());
+    projects.create(&globex, input).await.unwrap();
+    let mut input = NewProject::named("b");
+    input.code = Some("C-2".into());
+    input.handle = Some("h-2".into());
+    projects.create(&acme, input).await.unwrap();
+
+    // acme collides with its own row: the field is named.
+    let mut input = NewProject::named("c");
+    input.code = Some("C-3".into());
+    input.handle = Some("h-2".into());
+    match projects.create(&acme, input).await.unwrap_err() {
+        keel::Error::AlreadyExists { field, .. } => assert_eq!(field.as_deref(), Some("handle")),
+        other => panic!("{other:?}"),
+    }
+    // acme collides with globex's row: refused, and no field named.
+    let mut input = NewProject::named("d");
+    input.code = Some("C-4".into());
+    input.handle = Some("h-1".into());
+    match projects.create(&acme, input).await.unwrap_err() {
+        keel::Error::AlreadyExists { field, .. } => assert_eq!(field, None),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(projects.count(&acme, &ListQuery::new()).await.unwrap(), 1);
 }

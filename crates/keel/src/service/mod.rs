@@ -267,13 +267,13 @@ impl<E: Resource> BaseService<E> {
         };
         match outcome {
             Ok(value) => Ok(value),
-            Err(failure) => Err(self.explain(failure).await),
+            Err(failure) => Err(self.explain(ctx, failure).await),
         }
     }
 
     /// The error of a failed write, looked up after its transaction (or
     /// savepoint) was rolled back.
-    async fn explain(&self, failure: WriteError<E>) -> Error {
+    async fn explain(&self, ctx: &Context, failure: WriteError<E>) -> Error {
         match failure {
             WriteError::Done(err) => err,
             WriteError::Unique {
@@ -281,7 +281,7 @@ impl<E: Resource> BaseService<E> {
                 candidates,
                 exclude,
             } => {
-                self.unique_error(source, candidates, exclude.as_ref())
+                self.unique_error(ctx, source, candidates, exclude.as_ref())
                     .await
             }
             WriteError::Race { id, old } => self.conflict_after_race(&id, &old).await,
@@ -349,6 +349,7 @@ impl<E: Resource> BaseService<E> {
     /// transaction (or savepoint) is gone.
     async fn unique_error(
         &self,
+        ctx: &Context,
         source: DbErr,
         candidates: Vec<(&'static str, E::Column, Value)>,
         exclude: Option<&E::Key>,
@@ -365,6 +366,11 @@ impl<E: Resource> BaseService<E> {
             let mut q = E::find().filter(column.eq(v));
             if let Some(id) = exclude {
                 q = q.filter(primary_key_column::<E>().ne(id.clone()));
+            }
+            // Only the caller's tenant's rows: naming a field because another
+            // tenant holds the value would tell one tenant of the other's data.
+            if let (Some(tenant), Some(t)) = (E::COLUMNS.tenant, ctx.tenant()) {
+                q = q.filter(exact::eq(self.keel.backend(), tenant, t.into()));
             }
             if q.count(&self.conn()).await.is_ok_and(|n| n > 0) {
                 return Error::AlreadyExists {

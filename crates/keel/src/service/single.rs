@@ -149,7 +149,7 @@ impl<E: Resource> BaseService<E> {
             )))),
             Err(err) => {
                 let failure = self.statement_error(err, unique, None);
-                Single::Ran(Err(self.explain(failure).await))
+                Single::Ran(Err(self.explain(ctx, failure).await))
             }
         }
     }
@@ -235,7 +235,7 @@ impl<E: Resource> BaseService<E> {
                 Ok(None) => {}
                 Err(err) => {
                     let failure = self.statement_error(err, unique, Some(id.clone()));
-                    return Single::Ran(Err(self.explain(failure).await));
+                    return Single::Ran(Err(self.explain(ctx, failure).await));
                 }
             }
         }
