@@ -22,6 +22,7 @@ keel_tests::cases![
     redis_down_fails_open_and_nothing_is_stale_after_it_returns,
     reads_off_bypass_the_cache_and_writes_still_invalidate,
     get_json_serves_the_encoding_of_the_cached_row_and_never_an_old_one,
+    the_in_process_tier_is_bounded_in_bytes_and_skips_giant_and_deep_pages,
 ];
 
 fn ctx() -> Context {
@@ -524,4 +525,55 @@ async fn get_json_serves_the_encoding_of_the_cached_row_and_never_an_old_one(env
         );
         tokio::time::sleep(Duration::from_micros(200)).await;
     }
+}
+
+/// Two hundred distinct lists of a 100 KB row would take 20 MB; the
+/// in-process tier keeps to its byte budget, a value over the entry limit
+/// is never cached, and neither is a page deep down an offset.
+async fn the_in_process_tier_is_bounded_in_bytes_and_skips_giant_and_deep_pages(env: Env) {
+    use keel_tests::entities::invoice::{self, NewInvoice};
+    let mut cache = keel::cache::CacheConfig::default();
+    cache.l1_max_bytes = 2 << 20;
+    cache.max_entry_bytes = 256 << 10;
+    let keel = env.db.builder().cache(cache).connect().await.unwrap();
+    let invoices = keel.service::<invoice::Entity>();
+    let mut input = NewInvoice::new("big", 100.0);
+    input.lines = serde_json::json!(["x".repeat(100_000)]);
+    let big = invoices.create(&ctx(), input).await.unwrap();
+    for i in 0..200 {
+        let query = ListQuery::new().filter(format!("amount > {i} OR customer = \"big\""));
+        let page = invoices.list(&ctx(), &query).await.unwrap();
+        assert_eq!(page.items.len(), 1);
+    }
+    keel.cache().settle();
+    let stats = keel.cache().stats();
+    assert!(stats.l1_bytes <= 2 << 20, "{stats:?}");
+    assert!(stats.l1_entries >= 5, "it still caches: {stats:?}");
+
+    // A 300 KB row is over the entry limit: every read loads it.
+    let mut input = NewInvoice::new("giant", 100.0);
+    input.lines = serde_json::json!(["y".repeat(300_000)]);
+    let giant = invoices.create(&ctx(), input).await.unwrap();
+    let before = keel.cache().stats().loads;
+    for _ in 0..3 {
+        assert_eq!(invoices.get(&ctx(), giant.id).await.unwrap(), giant);
+    }
+    assert_eq!(keel.cache().stats().loads - before, 3, "never cached");
+    // The 100 KB row is cached: one load, then hits.
+    let before = keel.cache().stats().loads;
+    for _ in 0..3 {
+        invoices.get(&ctx(), big.id).await.unwrap();
+    }
+    assert_eq!(keel.cache().stats().loads - before, 1);
+    // A page deep down an offset is not cached either.
+    let deep = ListQuery::new().skip(5_000);
+    let before = keel.cache().stats().loads;
+    for _ in 0..2 {
+        invoices.list(&ctx(), &deep).await.unwrap();
+    }
+    assert_eq!(
+        keel.cache().stats().loads,
+        before,
+        "not even loaded through the cache"
+    );
 }

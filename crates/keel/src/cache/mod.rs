@@ -63,8 +63,15 @@ pub struct CacheConfig {
     pub redis_timeout: Duration,
     /// The circuit breaker around Redis.
     pub breaker: BreakerConfig,
-    /// Most entries of the in-process tier (default 100 000).
-    pub l1_capacity: u64,
+    /// Most bytes the in-process tier holds (default 64 MiB): each entry
+    /// weighs its JSON encoding plus its key and a fixed overhead, and the
+    /// least valuable entries go first when a new one would pass the bound.
+    /// `KEEL_CACHE_L1_MAX_BYTES`.
+    pub l1_max_bytes: u64,
+    /// The largest value (its JSON encoding, in bytes) either tier stores
+    /// (default 1 MiB); a larger row or page is served from the database
+    /// every time. `KEEL_CACHE_MAX_ENTRY_BYTES`.
+    pub max_entry_bytes: u64,
     /// Whether reads go through the cache (default on; `KEEL_CACHE=off`
     /// turns it off, to measure or debug without it). Writes invalidate
     /// either way, so instances that do cache stay fresh.
@@ -84,7 +91,8 @@ impl Default for CacheConfig {
                 half_open_calls: 2,
                 ..BreakerConfig::default()
             },
-            l1_capacity: 100_000,
+            l1_max_bytes: 64 << 20,
+            max_entry_bytes: 1 << 20,
             reads: true,
         }
     }
@@ -120,6 +128,12 @@ impl CacheConfig {
         if let Some(ms) = crate::config::env_parse::<u64>("KEEL_CACHE_TIMEOUT_MS")? {
             config.redis_timeout = Duration::from_millis(ms.max(1));
         }
+        if let Some(bytes) = crate::config::env_parse::<u64>("KEEL_CACHE_L1_MAX_BYTES")? {
+            config.l1_max_bytes = bytes;
+        }
+        if let Some(bytes) = crate::config::env_parse::<u64>("KEEL_CACHE_MAX_ENTRY_BYTES")? {
+            config.max_entry_bytes = bytes;
+        }
         Ok(config)
     }
 }
@@ -134,7 +148,13 @@ struct L1Entry {
     /// shared by every later one (the entry is never changed, only replaced).
     json: Arc<OnceLock<Bytes>>,
     ttl: Duration,
+    /// What it weighs against `l1_max_bytes`.
+    weight: u32,
 }
+
+/// What an entry costs besides its JSON: the entry, its key's hash, moka's
+/// bookkeeping, the typed value's own allocations (estimated).
+const L1_ENTRY_OVERHEAD: usize = 256;
 
 /// A key given in parts, hashed and compared without being built.
 struct L1Key<'a> {
@@ -201,6 +221,10 @@ pub struct CacheStats {
     /// Values a reader did not store because a write invalidated the key
     /// while it was reading.
     pub stale_stores_refused: u64,
+    /// Entries in the in-process tier now.
+    pub l1_entries: u64,
+    /// What they weigh, in bytes (bounded by `CacheConfig::l1_max_bytes`).
+    pub l1_bytes: u64,
 }
 
 #[derive(Default)]
@@ -244,6 +268,7 @@ struct Inner {
     flights: Mutex<HashMap<String, Flight>>,
     counters: Counters,
     pause: Mutex<Option<PauseHook>>,
+    max_entry_bytes: usize,
 }
 
 impl std::fmt::Debug for Cache {
@@ -307,7 +332,8 @@ impl Cache {
     /// background; it must then be made inside a Tokio runtime.
     pub fn new(config: &CacheConfig) -> Result<Cache> {
         let l1 = moka::sync::Cache::builder()
-            .max_capacity(config.l1_capacity)
+            .max_capacity(config.l1_max_bytes)
+            .weigher(|_, entry: &L1Entry| entry.weight)
             .expire_after(L1Expiry)
             .support_invalidation_closures()
             .build();
@@ -325,6 +351,7 @@ impl Cache {
                 flights: Mutex::new(HashMap::new()),
                 counters: Counters::default(),
                 pause: Mutex::new(None),
+                max_entry_bytes: usize::try_from(config.max_entry_bytes).unwrap_or(usize::MAX),
             }),
         };
         if cache.inner.redis.is_some() {
@@ -354,7 +381,15 @@ impl Cache {
             errors: c.errors.load(Ordering::Relaxed),
             invalidations: c.invalidations.load(Ordering::Relaxed),
             stale_stores_refused: c.stale_stores_refused.load(Ordering::Relaxed),
+            l1_entries: self.inner.l1.entry_count(),
+            l1_bytes: self.inner.l1.weighted_size(),
         }
+    }
+
+    /// Applies the in-process tier's pending evictions now (moka does it
+    /// in batches), so that [`stats`](Self::stats) counts what stays.
+    pub fn settle(&self) {
+        self.inner.l1.run_pending_tasks();
     }
 
     /// Registers the health checks of the Redis tier (a `redis` PING through
@@ -592,8 +627,9 @@ impl Cache {
                             Ok(value) => {
                                 self.count("l2", "hit");
                                 if use_l1 {
+                                    let json = Bytes::from(bytes);
                                     self.store_l1(
-                                        hash, &full_key, stripe, stripe_gen, &value, l1_ttl,
+                                        hash, &full_key, stripe, stripe_gen, &value, json, l1_ttl,
                                     );
                                 }
                                 return Ok(value);
@@ -623,33 +659,53 @@ impl Cache {
         let value = value?;
         self.pause_if_hooked(id).await;
         if value.storable(policy) {
+            // Encoded once: the shared tier stores it, the in-process tier
+            // weighs it and hands it out as the value's JSON.
+            let json = match serde_json::to_vec(&value) {
+                Ok(json) => Bytes::from(json),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot encode a cache entry");
+                    return Ok(value);
+                }
+            };
+            if json.len() > self.inner.max_entry_bytes {
+                // Served from the database every time rather than filling
+                // the caches with one giant value.
+                metrics::counter!("keel_cache_too_large_total").increment(1);
+                return Ok(value);
+            }
             if use_l1 {
-                self.store_l1(hash, &full_key, stripe, stripe_gen, &value, l1_ttl);
+                self.store_l1(
+                    hash,
+                    &full_key,
+                    stripe,
+                    stripe_gen,
+                    &value,
+                    json.clone(),
+                    l1_ttl,
+                );
             }
             if let (Some(_), Some(generation)) = (redis, noted) {
                 // The shared tier is filled in the background: the caller
                 // has its value; the compare-and-set keeps it safe.
-                match serde_json::to_vec(&value) {
-                    Ok(bytes) => {
-                        let cache = self.clone();
-                        let ttl = jittered(policy.ttl, policy.jitter);
-                        tokio::spawn(async move {
-                            let Some(redis) = cache.inner.redis.as_ref() else {
-                                return;
-                            };
-                            if redis.store(&cache, &keys, &generation, bytes, ttl).await
-                                == Some(false)
-                            {
-                                cache
-                                    .inner
-                                    .counters
-                                    .stale_stores_refused
-                                    .fetch_add(1, Ordering::Relaxed);
-                            }
-                        });
+                let cache = self.clone();
+                let ttl = jittered(policy.ttl, policy.jitter);
+                tokio::spawn(async move {
+                    let Some(redis) = cache.inner.redis.as_ref() else {
+                        return;
+                    };
+                    if redis
+                        .store(&cache, &keys, &generation, json.to_vec(), ttl)
+                        .await
+                        == Some(false)
+                    {
+                        cache
+                            .inner
+                            .counters
+                            .stale_stores_refused
+                            .fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(err) => tracing::warn!(error = %err, "cannot encode a cache entry"),
-                }
+                });
             }
         }
         Ok(value)
@@ -663,16 +719,19 @@ impl Cache {
         stripe: u64,
         generation: u64,
         value: &T,
+        json: Bytes,
         ttl: Duration,
     ) {
+        let weight = u32::try_from(json.len() + key.len() + L1_ENTRY_OVERHEAD).unwrap_or(u32::MAX);
         let stored = self.inner.stripes.if_unchanged(stripe, generation, || {
             self.inner.l1.insert(
                 hash,
                 L1Entry {
                     key: Arc::from(key),
                     value: Arc::new(value.clone()),
-                    json: Arc::default(),
+                    json: Arc::new(OnceLock::from(json)),
                     ttl,
+                    weight,
                 },
             );
         });

@@ -8,6 +8,11 @@ use crate::query::{Filter, ListQuery, OrderBy, Page};
 use crate::resource::value;
 use crate::{Context, Error, Resource, Result};
 
+/// Lists that skip more rows than this are read from the database every
+/// time: a deep offset page is rarely read twice, and would only crowd the
+/// cache.
+const DEEPEST_CACHED_SKIP: u64 = 1_000;
+
 impl<E: Resource> BaseService<E> {
     /// The row with key `id`, or `None` (also when soft-deleted or another tenant's).
     pub async fn find(&self, ctx: &Context, id: impl Into<E::Key>) -> Result<Option<E::Model>> {
@@ -205,7 +210,9 @@ impl<E: Resource> BaseService<E> {
                     })
                 })
             };
-            match self.cache_scope(ctx)? {
+            // A page far down an offset is rarely read twice: not cached.
+            let deep = query.skipped().unwrap_or(0) > DEEPEST_CACHED_SKIP;
+            match self.cache_scope(ctx)?.filter(|_| !deep) {
                 Some(cache_scope) => {
                     let normalised = format!(
                         "list|{shape}|{page_size}|{}|{}|{}",
