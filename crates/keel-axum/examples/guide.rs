@@ -92,8 +92,9 @@ async fn main() -> keel::Result<()> {
         .await
         .map_err(Error::internal)?;
     println!("serving http://127.0.0.1:3000/products, docs at /docs");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(keel::lifecycle::shutdown_signal())
+    // Header, body and request timeouts, a connection cap, a bounded drain.
+    let limits = keel_axum::ServeConfig::new();
+    keel_axum::serve(listener, app, keel::lifecycle::shutdown_signal(), limits)
         .await
         .map_err(Error::internal)
 }

@@ -35,7 +35,9 @@
 //! let app = keel_axum::resource(keel.service::<E>())
 //!     .layer(axum::middleware::from_fn(keel_axum::request_id));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await.unwrap();
-//! axum::serve(listener, app).await.unwrap();
+//! keel_axum::serve(listener, app, keel::lifecycle::shutdown_signal(), keel_axum::ServeConfig::new())
+//!     .await
+//!     .unwrap();
 //! # }
 //! ```
 
@@ -46,6 +48,7 @@ mod ops;
 mod panic;
 mod rate;
 mod resource;
+mod serve;
 
 pub use body::JsonBody;
 pub use error::{ApiError, status_of};
@@ -57,6 +60,7 @@ pub use resource::{
     Access, Authorize, BODY_LIMIT, Operation, Routes, etag, if_match, parse_id, resource, routes,
     writes_need_identity,
 };
+pub use serve::{ServeConfig, serve};
 
 use std::convert::Infallible;
 

@@ -32,7 +32,7 @@ use keel::lifecycle::{Runtime, RuntimeConfig, StartupError};
 use keel::metrics::Metrics;
 use keel::prelude::*;
 use keel::{KeelBuilder, KeelConfig};
-use keel_axum::{Access, ApiDoc, ApiError, Operation, RateLimit};
+use keel_axum::{Access, ApiDoc, ApiError, Operation, RateLimit, ServeConfig};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
@@ -59,6 +59,9 @@ pub struct Config {
     pub rate_limit: Option<NonZeroU32>,
     /// The runtime's settings (`KEEL_DRAIN_DELAY_MS`, ...).
     pub runtime: RuntimeConfig,
+    /// The HTTP server's limits (`KEEL_HTTP_*`; the drain timeout is the
+    /// runtime's `KEEL_DRAIN_TIMEOUT_MS`).
+    pub http: ServeConfig,
 }
 
 impl Config {
@@ -80,12 +83,17 @@ impl Config {
             keel.database_url = DEFAULT_DATABASE_URL.to_owned();
         }
         keel.service_name = "shop".to_owned();
+        let runtime = RuntimeConfig::from_env().map_err(|e| e.to_string())?;
+        let http = ServeConfig::from_env()
+            .map_err(|e| e.to_string())?
+            .drain_timeout(runtime.drain_timeout);
         Ok(Config {
             bind: var("BIND").unwrap_or_else(|| DEFAULT_BIND.to_owned()),
             keel,
             tokens,
             rate_limit,
-            runtime: RuntimeConfig::from_env().map_err(|e| e.to_string())?,
+            runtime,
+            http,
         })
     }
 
@@ -96,12 +104,14 @@ impl Config {
         runtime.drain_delay = Duration::from_millis(50);
         let mut keel = KeelConfig::new(database_url);
         keel.service_name = "shop".to_owned();
+        let http = ServeConfig::new().drain_timeout(runtime.drain_timeout);
         Config {
             bind: "127.0.0.1:0".to_owned(),
             keel,
             tokens: None,
             rate_limit: None,
             runtime,
+            http,
         }
     }
 }
@@ -228,12 +238,12 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
-    /// A graceful shutdown: readiness turns false, after the drain delay no
-    /// new connection is taken, in-flight requests and event deliveries
-    /// finish, then the components (the database pool) stop.
+    /// A graceful shutdown: readiness turns false; after the drain delay
+    /// no new connection is taken and open ones get at most the drain
+    /// timeout to finish; only then, with the server stopped, event
+    /// deliveries finish and the components (the database pool) stop.
     pub async fn shutdown(self) {
-        let runtime = self.runtime.clone();
-        let drain = tokio::spawn(async move { runtime.shutdown().await });
+        self.runtime.begin_drain();
         tokio::time::sleep(self.drain_delay).await;
         self.stop.notify_one();
         match self.served.await {
@@ -241,8 +251,11 @@ impl Server {
             Err(err) => tracing::warn!(error = %err, "the HTTP server task failed"),
             Ok(Ok(())) => {}
         }
-        if let Err(err) = drain.await {
-            tracing::warn!(error = %err, "the shutdown task failed");
+        self.runtime.drain().await;
+        for record in self.runtime.stop().await {
+            if let Err(err) = record.outcome {
+                tracing::warn!(component = %record.component, error = %err, "a component did not stop cleanly");
+            }
         }
     }
 }
@@ -283,12 +296,14 @@ pub async fn start(config: Config, subscribers: Vec<Subscription>) -> Result<Ser
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let stop = Arc::new(Notify::new());
     let stopped = Arc::clone(&stop);
+    let limits = config.http.clone();
     let served = tokio::spawn(async move {
-        axum::serve(
+        keel_axum::serve(
             listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
+            app,
+            async move { stopped.notified().await },
+            limits,
         )
-        .with_graceful_shutdown(async move { stopped.notified().await })
         .await
     });
     Ok(Server {

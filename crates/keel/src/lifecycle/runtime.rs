@@ -572,10 +572,29 @@ impl Runtime {
     /// deliveries finish (up to the drain timeout), then the components
     /// stop in reverse order.
     pub async fn shutdown(&self) -> Vec<StopRecord> {
+        self.begin_drain();
+        tokio::time::sleep(self.inner.config.drain_delay).await;
+        self.drain().await;
+        self.stop().await
+    }
+
+    /// The first step of a graceful shutdown: readiness turns false, so
+    /// that load balancers stop sending traffic. [`shutdown`](Self::shutdown)
+    /// takes it; take it yourself when the HTTP server must stop between it
+    /// and [`stop`](Self::stop) (see `keel_axum::serve`).
+    pub fn begin_drain(&self) {
+        self.inner.health.set_draining(true);
+        tracing::info!(
+            drain_delay = ?self.inner.config.drain_delay,
+            in_flight = self.in_flight(),
+            "graceful shutdown: not ready any more"
+        );
+    }
+
+    /// Waits, at most the configured drain timeout, until no work is in
+    /// flight ([`work`](Self::work) guards) and every event was delivered.
+    pub async fn drain(&self) {
         let inner = &self.inner;
-        inner.health.set_draining(true);
-        tracing::info!(drain_delay = ?inner.config.drain_delay, in_flight = self.in_flight(), "graceful shutdown: not ready any more");
-        tokio::time::sleep(inner.config.drain_delay).await;
         let drained = async {
             loop {
                 let notified = inner.drained.notified();
@@ -599,7 +618,6 @@ impl Runtime {
                 "drain timeout: stopping with work in flight"
             );
         }
-        self.stop().await
     }
 
     /// Waits for SIGTERM or SIGINT (Ctrl-C), then shuts down gracefully.
