@@ -167,8 +167,11 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout);
+    let mut tasks = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
+        // Forget the connections that are done.
+        while tasks.try_join_next().is_some() {}
         let permit = tokio::select! {
             permit = connections.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
@@ -201,7 +204,7 @@ pub async fn serve(
         let connection =
             http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             if let Err(err) = connection.await {
                 tracing::debug!(error = %err, "connection closed with an error");
             }
@@ -215,9 +218,14 @@ pub async fn serve(
     {
         tracing::warn!(
             drain_timeout = ?config.drain_timeout,
+            open = tasks.len(),
             "drain timeout: closing the connections still open"
         );
+        // Their handlers are dropped with them: nothing keeps running on
+        // behalf of a connection that is gone.
+        tasks.abort_all();
     }
+    while tasks.join_next().await.is_some() {}
     Ok(())
 }
 
