@@ -13,6 +13,7 @@ mod backends {
     pub(crate) mod derive;
     pub(crate) mod errors;
     pub(crate) mod events;
+    pub(crate) mod hardening;
     pub(crate) mod query;
     pub(crate) mod shapes;
     pub(crate) mod tx;
@@ -32,6 +33,7 @@ fn main() {
         ("derive", backends::derive::CASES),
         ("errors", backends::errors::CASES),
         ("events", backends::events::CASES),
+        ("hardening", backends::hardening::CASES),
         ("query", backends::query::CASES),
         ("shapes", backends::shapes::CASES),
         ("tx", backends::tx::CASES),

@@ -131,8 +131,15 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     }
 }
 
-/// The Keel [`Context`] of a request: its [`Identity`] (or `anonymous`) and
-/// its [`RequestId`] (or a fresh one).
+/// When the request must be answered by: [`serve`] puts it in every
+/// request's extensions (now plus the request timeout), and [`Ctx`] makes it
+/// the context's deadline, so that Keel gives up on a call the client will
+/// no longer wait for (`DEADLINE_EXCEEDED`) instead of holding a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestDeadline(pub tokio::time::Instant);
+
+/// The Keel [`Context`] of a request: its [`Identity`] (or `anonymous`), its
+/// [`RequestId`] (or a fresh one), and its [`RequestDeadline`] if any.
 #[derive(Clone, Debug)]
 pub struct Ctx(pub Context);
 
@@ -152,6 +159,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
         };
         if let Some(RequestId(id)) = parts.extensions.get::<RequestId>() {
             ctx = ctx.with_request_id(id.clone());
+        }
+        if let Some(RequestDeadline(at)) = parts.extensions.get::<RequestDeadline>() {
+            ctx = ctx.with_deadline(*at);
         }
         Ok(Ctx(ctx))
     }

@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
-use crate::ApiError;
+use crate::{ApiError, RequestDeadline};
 
 /// The limits [`serve`] puts on every connection and request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -192,11 +192,14 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let request_timeout = config.request_timeout;
         let service = ServiceBuilder::new()
             .map_request(move |mut request: Request<hyper::body::Incoming>| {
-                request
-                    .extensions_mut()
-                    .insert(ConnectInfo::<SocketAddr>(peer));
+                let extensions = request.extensions_mut();
+                extensions.insert(ConnectInfo::<SocketAddr>(peer));
+                extensions.insert(RequestDeadline(
+                    tokio::time::Instant::now() + request_timeout,
+                ));
                 request
             })
             .service(service.clone());

@@ -58,6 +58,34 @@ pub struct PoolConfig {
     /// one extra round trip per query, 7-15% of throughput; dead connections
     /// are caught by the database health check and the idle timeout instead).
     pub test_before_acquire: bool,
+    /// The longest a statement may run on the server (default 30 s; `None`:
+    /// no limit): PostgreSQL's `statement_timeout`, MariaDB's
+    /// `max_statement_time`, MySQL's `max_execution_time` (reads only), set
+    /// on every connection. A statement cut off is `DEADLINE_EXCEEDED`.
+    /// SQLite has no such limit: there only the caller's deadline bounds the
+    /// wait.
+    pub statement_timeout: Option<Duration>,
+    /// Connections lists and counts may not take (default a quarter of the
+    /// pool, at least 1 when the pool has 2 or more): however many
+    /// expensive queries run at once, reads by key, writes and health
+    /// checks always find a connection. A list or count waits for its turn
+    /// (within the acquire timeout and the caller's deadline), then is
+    /// `UNAVAILABLE`.
+    pub reserved_connections: Option<u32>,
+}
+
+impl PoolConfig {
+    /// How many lists and counts may read the database at once.
+    pub fn query_permits(&self) -> u32 {
+        let reserved = self.reserved_connections.unwrap_or_else(|| {
+            if self.max_connections >= 2 {
+                (self.max_connections / 4).max(1)
+            } else {
+                0
+            }
+        });
+        self.max_connections.saturating_sub(reserved).max(1)
+    }
 }
 
 impl Default for PoolConfig {
@@ -68,6 +96,8 @@ impl Default for PoolConfig {
             acquire_timeout: Duration::from_secs(5),
             idle_timeout: Some(Duration::from_secs(600)),
             test_before_acquire: false,
+            statement_timeout: Some(Duration::from_secs(30)),
+            reserved_connections: None,
         }
     }
 }
@@ -124,6 +154,8 @@ impl KeelConfig {
     /// | `KEEL_DB_ACQUIRE_TIMEOUT_MS` | wait for a connection | 5000 |
     /// | `KEEL_DB_IDLE_TIMEOUT_SECS` | idle connection lifetime, 0 = forever | 600 |
     /// | `KEEL_DB_TEST_BEFORE_ACQUIRE` | ping on every acquire (`true`/`false`) | false |
+    /// | `KEEL_DB_STATEMENT_TIMEOUT_MS` | longest statement on the server, 0 = none | 30000 |
+    /// | `KEEL_DB_RESERVED_CONNECTIONS` | connections lists and counts may not take | a quarter of the pool |
     /// | `KEEL_PAGE_SIZE_DEFAULT` / `KEEL_PAGE_SIZE_MAX` | list page sizes | 20 / 100 |
     /// | `KEEL_PAGE_TOKEN_SECRET` | page token signing key | random per process |
     /// | `KEEL_AUTO_MIGRATE` | create Keel's own tables on connect (`true`/`false`) | true |
@@ -153,6 +185,12 @@ impl KeelConfig {
         }
         if let Some(ping) = env_parse::<bool>("KEEL_DB_TEST_BEFORE_ACQUIRE")? {
             config.pool.test_before_acquire = ping;
+        }
+        if let Some(ms) = env_parse::<u64>("KEEL_DB_STATEMENT_TIMEOUT_MS")? {
+            config.pool.statement_timeout = (ms > 0).then(|| Duration::from_millis(ms));
+        }
+        if let Some(n) = env_parse::<u32>("KEEL_DB_RESERVED_CONNECTIONS")? {
+            config.pool.reserved_connections = Some(n);
         }
         if let Some(auto) = env_parse::<bool>("KEEL_AUTO_MIGRATE")? {
             config.auto_migrate = auto;
@@ -188,6 +226,17 @@ impl KeelConfig {
         }
         if self.pool.max_connections == 0 {
             return bad("the pool needs at least one connection".into());
+        }
+        if self
+            .pool
+            .reserved_connections
+            .is_some_and(|r| r >= self.pool.max_connections)
+        {
+            return bad(format!(
+                "reserved_connections ({}) must leave lists at least one of max_connections ({})",
+                self.pool.reserved_connections.unwrap_or_default(),
+                self.pool.max_connections
+            ));
         }
         if self.pool.min_connections > self.pool.max_connections {
             return bad(format!(

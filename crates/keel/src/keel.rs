@@ -38,6 +38,8 @@ struct Inner {
     cache: crate::cache::Cache,
     /// The resources whose table was checked (MySQL).
     schema_checked: std::sync::Mutex<std::collections::HashSet<std::any::TypeId>>,
+    /// Turns for lists and counts on the pool (`PoolConfig::query_permits`).
+    query_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl Keel {
@@ -105,6 +107,9 @@ impl Keel {
             local.redis_url = None;
             crate::cache::Cache::new(&local).expect("an in-process cache needs nothing")
         });
+        let query_permits = Arc::new(tokio::sync::Semaphore::new(
+            config.pool.query_permits() as usize
+        ));
         Keel {
             inner: Arc::new(Inner {
                 db,
@@ -114,6 +119,7 @@ impl Keel {
                 hooks: HookRegistry::default(),
                 cache,
                 schema_checked: std::sync::Mutex::default(),
+                query_permits,
             }),
         }
     }
@@ -249,6 +255,10 @@ impl Keel {
         &self.inner.config
     }
 
+    pub(crate) fn query_permits(&self) -> Arc<tokio::sync::Semaphore> {
+        Arc::clone(&self.inner.query_permits)
+    }
+
     pub(crate) fn signer(&self) -> &TokenSigner {
         &self.inner.signer
     }
@@ -356,6 +366,8 @@ fn connect_options(config: &KeelConfig) -> ConnectOptions {
         acquire_timeout,
         idle_timeout,
         test_before_acquire,
+        statement_timeout,
+        ..
     } = config.pool.clone();
     let url = config.database_url.as_str();
     // An in-memory SQLite database lives as long as its connection and is
@@ -384,10 +396,39 @@ fn connect_options(config: &KeelConfig) -> ConnectOptions {
     if let Some(idle) = idle {
         options.idle_timeout(idle);
     }
+    if let Some(timeout) = statement_timeout {
+        let ms = timeout.as_millis().max(1);
+        options.map_sqlx_postgres_opts(move |o| o.options([("statement_timeout", ms.to_string())]));
+        options.map_sqlx_mysql_pool_opts(move |pool| {
+            pool.after_connect(move |conn, _| {
+                Box::pin(async move { mysql_statement_timeout(conn, ms).await })
+            })
+        });
+    }
     if in_memory {
         options.max_lifetime(None::<Duration>);
     }
     options
+}
+
+/// The session's statement timeout on MySQL / MariaDB: MariaDB's
+/// `max_statement_time` (seconds, every statement), else MySQL's
+/// `max_execution_time` (milliseconds, reads).
+async fn mysql_statement_timeout(
+    conn: &mut sea_orm::sqlx::MySqlConnection,
+    ms: u128,
+) -> std::result::Result<(), sea_orm::sqlx::Error> {
+    use sea_orm::sqlx::{AssertSqlSafe, Executor, raw_sql};
+    // Numbers only: nothing here comes from outside.
+    let seconds = format!("{}.{:03}", ms / 1000, ms % 1000);
+    let mariadb = format!("SET SESSION max_statement_time = {seconds}");
+    if conn.execute(raw_sql(AssertSqlSafe(mariadb))).await.is_ok() {
+        return Ok(());
+    }
+    let mysql = format!("SET SESSION max_execution_time = {ms}");
+    conn.execute(raw_sql(AssertSqlSafe(mysql)))
+        .await
+        .map(|_| ())
 }
 
 /// Builds a [`Keel`] step by step.
@@ -477,6 +518,22 @@ impl KeelBuilder {
     #[must_use]
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.pool.idle_timeout = timeout;
+        self
+    }
+
+    /// The longest a statement may run on the server (default 30 s; `None`:
+    /// no limit). See [`PoolConfig::statement_timeout`].
+    #[must_use]
+    pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.pool.statement_timeout = timeout;
+        self
+    }
+
+    /// Connections lists and counts may not take (default a quarter of the
+    /// pool). See [`PoolConfig::reserved_connections`].
+    #[must_use]
+    pub fn reserved_connections(mut self, n: u32) -> Self {
+        self.config.pool.reserved_connections = Some(n);
         self
     }
 

@@ -172,8 +172,12 @@ fn limits_are_enforced() {
         max_filter_length: 30,
         max_clauses: 2,
         max_depth: 2,
+        max_contains: 1,
     };
     assert!(Filter::<Item>::parse_with("price > 1 AND price < 9", &limits).is_ok());
+    assert!(Filter::<Item>::parse_with(r#"name : "a""#, &limits).is_ok());
+    let e = Filter::<Item>::parse_with(r#"name : "a" OR name : "b""#, &limits).unwrap_err();
+    assert!(e.to_string().contains("more than 1 `:`"), "{e}");
     let e = Filter::<Item>::parse_with("price > 1 AND price < 9 AND id = 1", &limits).unwrap_err();
     assert!(e.to_string().contains("characters long"), "{e}");
     let e = Filter::<Item>::parse_with("id=1 AND id=2 AND id=3", &limits).unwrap_err();

@@ -41,6 +41,9 @@ pub struct QueryLimits {
     pub max_clauses: usize,
     /// Deepest nesting of parentheses and `NOT` (default 8).
     pub max_depth: usize,
+    /// Most `:` (contains) comparisons in one filter (default 4): each is a
+    /// scan of the column that no ordinary index serves.
+    pub max_contains: usize,
 }
 
 impl Default for QueryLimits {
@@ -49,6 +52,7 @@ impl Default for QueryLimits {
             max_filter_length: 2048,
             max_clauses: 32,
             max_depth: 8,
+            max_contains: 4,
         }
     }
 }
@@ -233,6 +237,7 @@ impl<E: Resource> Filter<E> {
             tokens,
             at: 0,
             clauses: 0,
+            contains: 0,
             limits,
             end: length + 1,
             entity: std::marker::PhantomData::<E>,
@@ -342,6 +347,7 @@ struct Parser<'a, E> {
     tokens: Vec<Token>,
     at: usize,
     clauses: usize,
+    contains: usize,
     limits: &'a QueryLimits,
     end: usize,
     entity: std::marker::PhantomData<E>,
@@ -514,6 +520,18 @@ impl<E: Resource> Parser<'_, E> {
                     field.ops
                 ),
             ));
+        }
+        if op == Comparator::Has {
+            self.contains += 1;
+            if self.contains > self.limits.max_contains {
+                return Err(err(
+                    op_token.pos,
+                    format_args!(
+                        "the filter has more than {} `:` (contains) comparisons, each a scan of its column",
+                        self.limits.max_contains
+                    ),
+                ));
+            }
         }
         self.clauses += 1;
         if self.clauses > self.limits.max_clauses {

@@ -141,6 +141,24 @@ impl<E: Resource> BaseService<E> {
         &self.keel
     }
 
+    /// A turn to run a list or count on the pool: at most
+    /// `PoolConfig::query_permits` at once, so that the reserved connections
+    /// stay free for reads by key, writes and health checks. Inside a
+    /// transaction, which has its connection, none is needed.
+    async fn query_permit(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>> {
+        if self.tx.is_some() {
+            return Ok(None);
+        }
+        let wait = self.keel.config().pool.acquire_timeout;
+        match tokio::time::timeout(wait, self.keel.query_permits().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(Some(permit)),
+            _ => Err(Error::Unavailable {
+                reason: "too many lists and counts at once; try again",
+                source: None,
+            }),
+        }
+    }
+
     /// Where statements run: the bound transaction, or the pool.
     fn conn(&self) -> Conn<'_> {
         match &self.tx {

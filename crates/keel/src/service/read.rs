@@ -170,6 +170,7 @@ impl<E: Resource> BaseService<E> {
 
             let from_db = || {
                 ctx.within_deadline(async {
+                    let _permit = self.query_permit().await?;
                     let mut items = select
                         .all(&self.conn())
                         .await
@@ -244,6 +245,7 @@ impl<E: Resource> BaseService<E> {
             }
             let from_db = || {
                 ctx.within_deadline(async {
+                    let _permit = self.query_permit().await?;
                     select
                         .clone()
                         .count(&self.conn())

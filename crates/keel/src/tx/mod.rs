@@ -38,6 +38,7 @@ mod conn;
 mod options;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use sea_orm::{
     ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, SqliteTransactionMode,
@@ -330,6 +331,7 @@ where
     // The deadline bounds the work, never the commit: a commit cut off half
     // way would leave its outcome unknown.
     let deadline = ctx.deadline();
+    let pool_timeout = keel.config().pool.statement_timeout;
     let opened = async {
         let conn = begin(keel, options).await?;
         let session = Session::setup(&conn, options).await?;
@@ -366,7 +368,7 @@ where
         if let Ok(node) = tx.into_node() {
             let conn = node.conn;
             tokio::spawn(async move {
-                session.reset(&conn).await;
+                session.reset(&conn, pool_timeout).await;
                 if let Err(err) = conn.rollback().await {
                     tracing::debug!(error = %err, "rollback after a deadline failed");
                 }
@@ -385,7 +387,7 @@ where
         (Ok(_), Some(why)) => Err(X::from(Error::aborted(why))),
         (result, _) => result,
     };
-    session.reset(&node.conn).await;
+    session.reset(&node.conn, pool_timeout).await;
     match result {
         Ok(value) => {
             node.conn
@@ -471,12 +473,22 @@ impl Session {
         }
     }
 
-    async fn reset(self, conn: &DatabaseTransaction) {
-        let sql = match self {
-            Session::Untouched => return,
-            Session::MariaDbTimeout => "SET SESSION max_statement_time = DEFAULT",
-            Session::MySqlTimeout => "SET SESSION max_execution_time = DEFAULT",
+    /// Puts the session's statement timeout back to the pool's own
+    /// (`PoolConfig::statement_timeout`), or the server's default.
+    async fn reset(self, conn: &DatabaseTransaction, pool_timeout: Option<Duration>) {
+        let ms = pool_timeout.map(|t| t.as_millis().max(1));
+        let sql = match (self, ms) {
+            (Session::Untouched, _) => return,
+            (Session::MariaDbTimeout, Some(ms)) => format!(
+                "SET SESSION max_statement_time = {}.{:03}",
+                ms / 1000,
+                ms % 1000
+            ),
+            (Session::MariaDbTimeout, None) => "SET SESSION max_statement_time = DEFAULT".into(),
+            (Session::MySqlTimeout, Some(ms)) => format!("SET SESSION max_execution_time = {ms}"),
+            (Session::MySqlTimeout, None) => "SET SESSION max_execution_time = DEFAULT".into(),
         };
+        let sql = sql.as_str();
         // After a statement cut off by a deadline, the first answer read
         // may still be that statement's (MySQL); try again before giving up.
         for attempt in 1..=3 {
