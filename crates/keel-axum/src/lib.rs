@@ -53,7 +53,7 @@ mod serve;
 pub use body::JsonBody;
 pub use error::{ApiError, status_of};
 pub use openapi::{ApiDoc, docs_routes};
-pub use ops::{http_metrics, ops_routes};
+pub use ops::{http_metrics, ops_routes, probe_routes, report_routes};
 pub use panic::{PanicResponse, catch_panic};
 pub use rate::RateLimit;
 pub use resource::{

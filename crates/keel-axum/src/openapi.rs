@@ -152,7 +152,9 @@ impl ApiDoc {
     }
 
     /// Adds the routes of [`ops_routes`](crate::ops_routes): `/health`,
-    /// `/health/live`, `/health/ready`, `/metrics`.
+    /// `/health/live`, `/health/ready`, `/metrics`; with
+    /// [`bearer_auth`](Self::bearer_auth) (call it first), `/health` and
+    /// `/metrics` need the token.
     #[must_use]
     pub fn ops(mut self) -> Self {
         let probe = |summary: &str, id: &str| {
@@ -166,13 +168,15 @@ impl ApiDoc {
                 },
             }})
         };
-        self.paths.insert(
-            "/health".into(),
-            probe(
-                "The health report: status, every check's state, latency and last error",
-                "health",
-            ),
+        let mut report = probe(
+            "The health report: status, every check's state, latency and last error",
+            "health",
         );
+        if self.bearer {
+            // What operators read: behind the token, unlike the probes.
+            report["get"]["security"] = json!([{"bearer": []}]);
+        }
+        self.paths.insert("/health".into(), report);
         self.paths.insert(
             "/health/live".into(),
             probe("Liveness: whether the process should be restarted", "live"),
@@ -181,15 +185,16 @@ impl ApiDoc {
             "/health/ready".into(),
             probe("Readiness: whether the instance takes traffic", "ready"),
         );
-        self.paths.insert(
-            "/metrics".into(),
-            json!({"get": {
-                "tags": ["operations"],
-                "summary": "Prometheus metrics (text exposition format)",
-                "operationId": "metrics",
-                "responses": {"200": {"description": "the metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}},
-            }}),
-        );
+        let mut metrics = json!({"get": {
+            "tags": ["operations"],
+            "summary": "Prometheus metrics (text exposition format)",
+            "operationId": "metrics",
+            "responses": {"200": {"description": "the metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+        }});
+        if self.bearer {
+            metrics["get"]["security"] = json!([{"bearer": []}]);
+        }
+        self.paths.insert("/metrics".into(), metrics);
         self
     }
 

@@ -25,10 +25,26 @@ struct Ops {
 /// recorder, `/metrics` (Prometheus text). Probes read the coordinator's
 /// latest snapshot; they never run a check.
 pub fn ops_routes(health: HealthCoordinator, metrics: Option<Metrics>) -> Router {
-    let mut router = Router::new()
-        .route("/health", get(report))
+    probe_routes(health.clone()).merge(report_routes(health, metrics))
+}
+
+/// `/health/live` and `/health/ready` alone: what orchestrators poll, safe
+/// to leave public and outside rate limits (they say only yes or no).
+pub fn probe_routes(health: HealthCoordinator) -> Router {
+    Router::new()
         .route("/health/live", get(live))
-        .route("/health/ready", get(ready));
+        .route("/health/ready", get(ready))
+        .with_state(Ops {
+            health,
+            metrics: None,
+        })
+}
+
+/// `/health` (the full report: every check, its latency and last error)
+/// and, with a recorder, `/metrics`: what operators read, worth keeping to
+/// them (`Router::route_layer` with an authorisation middleware).
+pub fn report_routes(health: HealthCoordinator, metrics: Option<Metrics>) -> Router {
+    let mut router = Router::new().route("/health", get(report));
     if metrics.is_some() {
         router = router.route("/metrics", get(prometheus));
     }

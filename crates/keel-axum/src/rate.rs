@@ -51,6 +51,12 @@ impl RateLimit {
         Self::with_quota(Quota::per_second(per_second))
     }
 
+    /// `per_minute` requests a minute per caller, in bursts of as many
+    /// (for rare events such as failed sign-ins).
+    pub fn per_minute(per_minute: NonZeroU32) -> Self {
+        Self::with_quota(Quota::per_minute(per_minute))
+    }
+
     /// `per_second` a second with bursts of `burst`.
     pub fn with_burst(per_second: NonZeroU32, burst: NonZeroU32) -> Self {
         Self::with_quota(Quota::per_second(per_second).allow_burst(burst))

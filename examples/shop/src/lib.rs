@@ -6,7 +6,7 @@
 //!
 //! ```sh
 //! cargo run -p shop                          # SQLite file shop.db, in-process cache, open dev mode
-//! SHOP_TOKENS=alice:s3cret cargo run -p shop # writes need `Authorization: Bearer s3cret`
+//! SHOP_TOKENS=alice:s3cret-s3cret-s3cret-s3cret-s3cret-s3 cargo run -p shop # writes need `Authorization: Bearer s3cret-s3cret-s3cret-s3cret-s3cret-s3`
 //! DATABASE_URL=postgres://postgres@127.0.0.1/shop REDIS_URL=redis://127.0.0.1:6379 cargo run -p shop
 //! cargo run -p shop -- seed --products 100000
 //! ```
@@ -57,6 +57,9 @@ pub struct Config {
     pub tokens: Option<Tokens>,
     /// `SHOP_RATE_LIMIT`: requests a second per caller; `None` is no limit.
     pub rate_limit: Option<NonZeroU32>,
+    /// `SHOP_ALLOW_OPEN=true`: allow the open development mode on an
+    /// address other than loopback (default: refused at start).
+    pub allow_open: bool,
     /// The runtime's settings (`KEEL_DRAIN_DELAY_MS`, ...).
     pub runtime: RuntimeConfig,
     /// The HTTP server's limits (`KEEL_HTTP_*`; the drain timeout is the
@@ -83,6 +86,15 @@ impl Config {
             keel.database_url = DEFAULT_DATABASE_URL.to_owned();
         }
         keel.service_name = "shop".to_owned();
+        let allow_open = match var("SHOP_ALLOW_OPEN").as_deref().map(str::trim) {
+            None | Some("false" | "0") => false,
+            Some("true" | "1") => true,
+            Some(other) => {
+                return Err(format!(
+                    "SHOP_ALLOW_OPEN must be true or false, got {other:?}"
+                ));
+            }
+        };
         let runtime = RuntimeConfig::from_env().map_err(|e| e.to_string())?;
         let http = ServeConfig::from_env()
             .map_err(|e| e.to_string())?
@@ -92,6 +104,7 @@ impl Config {
             keel,
             tokens,
             rate_limit,
+            allow_open,
             runtime,
             http,
         })
@@ -110,6 +123,7 @@ impl Config {
             keel,
             tokens: None,
             rate_limit: None,
+            allow_open: false,
             runtime,
             http,
         }
@@ -179,7 +193,8 @@ pub fn app(
 ) -> Router {
     let open = tokens.is_none();
     let mut doc = openapi(!open).config(keel.config());
-    if rate_limit.is_some() {
+    // A rate limit, or failed sign-ins past their budget, answer 429.
+    if rate_limit.is_some() || !open {
         doc = doc.rate_limited();
     }
     let api = Router::new()
@@ -191,7 +206,11 @@ pub fn app(
                 .authorize(policy(open, true)),
         )
         .merge(orders::routes(keel.clone(), open))
-        .merge(keel_axum::ops_routes(runtime.health().clone(), metrics))
+        // The full health report and the metrics are the staff's.
+        .merge(
+            keel_axum::report_routes(runtime.health().clone(), metrics)
+                .route_layer(from_fn_with_state(open, staff_only)),
+        )
         .merge(keel_axum::docs_routes(&doc))
         .fallback(keel_axum::no_route)
         .method_not_allowed_fallback(keel_axum::wrong_method);
@@ -202,15 +221,30 @@ pub fn app(
         )),
         None => api,
     };
-    api.layer(from_fn_with_state(
-        Arc::new(auth::Auth { tokens }),
-        auth::authenticate,
-    ))
-    .layer(from_fn_with_state(runtime.clone(), track_work))
-    // A panic anywhere inside is a 500 envelope with the request id, counted.
-    .layer(keel_axum::catch_panic())
-    .layer(from_fn(keel_axum::http_metrics))
-    .layer(from_fn(keel_axum::request_id))
+    // Probes are public, and outside the rate limit: an orchestrator polls them.
+    api.merge(keel_axum::probe_routes(runtime.health().clone()))
+        .layer(from_fn_with_state(
+            Arc::new(auth::Auth::new(tokens)),
+            auth::authenticate,
+        ))
+        .layer(from_fn_with_state(runtime.clone(), track_work))
+        // A panic anywhere inside is a 500 envelope with the request id, counted.
+        .layer(keel_axum::catch_panic())
+        .layer(from_fn(keel_axum::http_metrics))
+        .layer(from_fn(keel_axum::request_id))
+}
+
+/// `401` for a caller without a token, unless the shop is open.
+async fn staff_only(State(open): State<bool>, request: Request, next: Next) -> Response {
+    if open || request.extensions().get::<keel_axum::Identity>().is_some() {
+        return next.run(request).await;
+    }
+    let mut err =
+        ApiError::unauthenticated("this needs a valid bearer token (Authorization: Bearer ...)");
+    if let Some(keel_axum::RequestId(id)) = request.extensions().get::<keel_axum::RequestId>() {
+        err = err.with_request_id(id.clone());
+    }
+    axum::response::IntoResponse::into_response(err)
 }
 
 /// Each request is in-flight work a graceful shutdown waits for.
@@ -263,6 +297,13 @@ impl Server {
 /// Starts the shop: connects, migrates, starts the runtime (database pool,
 /// health checks), and serves HTTP on `config.bind`.
 pub async fn start(config: Config, subscribers: Vec<Subscription>) -> Result<Server, String> {
+    if config.tokens.is_none() && !config.allow_open && !is_loopback(&config.bind) {
+        return Err(format!(
+            "refusing the open development mode (anyone may write) on {}: set SHOP_TOKENS, \
+             bind a loopback address (127.0.0.1:8080), or set SHOP_ALLOW_OPEN=true",
+            config.bind
+        ));
+    }
     let keel = connect(&config, subscribers)
         .await
         .map_err(|e| format!("cannot connect: {e} ({})", source_of(&e)))?;
@@ -314,6 +355,17 @@ pub async fn start(config: Config, subscribers: Vec<Subscription>) -> Result<Ser
         served,
         drain_delay: config.runtime.drain_delay,
     })
+}
+
+/// Whether `bind` is a loopback address (`127.0.0.1:8080`, `[::1]:80`,
+/// `localhost:8080`).
+fn is_loopback(bind: &str) -> bool {
+    let host = bind.rsplit_once(':').map_or(bind, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn source_of(err: &keel::Error) -> String {

@@ -15,7 +15,8 @@ environment:
   BIND             where to listen (default 127.0.0.1:8080)
   DATABASE_URL     postgres://..., mysql://... or sqlite://... (default sqlite://shop.db?mode=rwc)
   REDIS_URL        the shared cache tier (default: in-process cache only)
-  SHOP_TOKENS      name:token,... bearer tokens; unset: open development mode
+  SHOP_TOKENS      name:token,... bearer tokens (32 characters or more); unset: open development mode
+  SHOP_ALLOW_OPEN  true: allow the open mode on an address other than loopback
   SHOP_RATE_LIMIT  requests a second per caller (default: no limit)
   KEEL_LOG_FORMAT  text (default) or json";
 

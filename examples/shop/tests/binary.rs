@@ -110,7 +110,7 @@ async fn sigterm_stops_it_gracefully_and_data_survives_a_restart() {
 
     // Data on disk (shop.db in the working directory) survives; with tokens
     // set, writes need one.
-    let second = start(&dir, Some("alice:s3cret"));
+    let second = start(&dir, Some("alice:s3cret-s3cret-s3cret-s3cret-s3cret-s3"));
     assert!(
         !second
             .banner
@@ -135,7 +135,7 @@ async fn sigterm_stops_it_gracefully_and_data_survives_a_restart() {
     assert_eq!(refused.status(), 401);
     let accepted = client
         .post(format!("{}/products", second.url))
-        .bearer_auth("s3cret")
+        .bearer_auth("s3cret-s3cret-s3cret-s3cret-s3cret-s3")
         .json(&serde_json::json!({"sku": "X", "name": "X", "price_cents": 1, "stock": 1}))
         .send()
         .await
