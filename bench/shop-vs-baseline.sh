@@ -40,7 +40,7 @@ DATABASE_URL=$SHOP_DB RUST_LOG=warn "$SHOP_BIN" seed --products 100000 >&2
 
 mkdir -p "$BENCH_DIR/run"
 SERVERS=$BENCH_DIR/run/shop-servers.tsv
-common="DATABASE_URL=$SHOP_DB RUST_LOG=warn KEEL_DB_MAX_CONNECTIONS=16 KEEL_PAGE_TOKEN_SECRET=bench"
+common="DATABASE_URL=$SHOP_DB RUST_LOG=warn KEEL_DB_MAX_CONNECTIONS=16 KEEL_PAGE_TOKEN_SECRET=bench-secret-bench-secret-bench-secret"
 {
   printf 'axum-pg\tpg\t0\tget,list,count,patch,create\texec target/release/axum-seaorm-peer\n'
   printf 'axum-pg-redis\tpg\t1\tget_cached,patch\texec target/release/axum-seaorm-peer\n'

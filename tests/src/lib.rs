@@ -236,7 +236,7 @@ impl TestDb {
         KeelBuilder::from_config(KeelConfig::new(self.url.clone()))
             .max_connections(8)
             .min_connections(0)
-            .page_token_secret("integration-suite-secret")
+            .page_token_secret("integration-suite-secret-0123456789abcdef")
     }
 }
 

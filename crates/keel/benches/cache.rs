@@ -60,7 +60,7 @@ fn bench(c: &mut Criterion) {
         cache.redis_timeout = Duration::from_millis(250);
         let keel = Keel::builder()
             .database_url("sqlite::memory:")
-            .page_token_secret("bench")
+            .page_token_secret("bench-secret-bench-secret-bench-secret")
             .cache(cache)
             .connect()
             .await

@@ -72,7 +72,7 @@ async fn main() -> keel::Result<()> {
     let mut builder = Keel::builder()
         .database_url(url)
         .service_name("shop")
-        .page_token_secret("example-secret");
+        .page_token_secret("example-secret-example-secret-example");
     if let Ok(redis_url) = std::env::var("REDIS_URL") {
         // The shared cache tier; its checks (redis, its breaker, pending
         // invalidations) join the runtime's health.

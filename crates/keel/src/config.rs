@@ -11,6 +11,10 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://keel.db?mode=rwc";
 /// The service name used when `KEEL_SERVICE_NAME` is not set.
 pub const DEFAULT_SERVICE_NAME: &str = "app";
 
+/// The fewest bytes a page-token secret has (an HMAC-SHA256 key of
+/// SHA-256's own size).
+pub const MIN_SECRET_LENGTH: usize = 32;
+
 /// Everything [`Keel`](crate::Keel) needs to start.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -28,10 +32,13 @@ pub struct KeelConfig {
     pub page: PageConfig,
     /// Bounds on filter size.
     pub limits: QueryLimits,
-    /// The key page tokens are signed with. When unset, a random key is made
-    /// at start-up: tokens then work only on the instance that issued them,
-    /// and only until it restarts. Set it (to the same value on every
-    /// instance) in production.
+    /// The key page tokens are signed with: at least
+    /// [`MIN_SECRET_LENGTH`] bytes. When unset, a random key is made at
+    /// start-up: tokens then work only on the instance that issued them,
+    /// and only until it restarts; with a shared Redis tier (several
+    /// instances serving each other's cached pages) it must be set, to the
+    /// same value on every instance, or [`Keel::connect`](crate::Keel::connect)
+    /// refuses to start.
     pub page_token_secret: Option<Secret>,
     /// How many times a write is retried after a lost race (serialization
     /// failure, deadlock, busy database) before `ABORTED` is returned.
@@ -244,6 +251,23 @@ impl KeelConfig {
                 self.pool.min_connections, self.pool.max_connections
             ));
         }
+        if let Some(secret) = &self.page_token_secret
+            && secret.expose().len() < MIN_SECRET_LENGTH
+        {
+            return Err(Error::invalid_argument(
+                "KEEL_PAGE_TOKEN_SECRET",
+                format!(
+                    "KEEL_PAGE_TOKEN_SECRET has {} bytes; it needs at least {MIN_SECRET_LENGTH} (for example 32 random bytes, hex-encoded)",
+                    secret.expose().len()
+                ),
+            ));
+        }
+        if self.cache.redis_url.is_some() && self.page_token_secret.is_none() {
+            return Err(Error::invalid_argument(
+                "KEEL_PAGE_TOKEN_SECRET",
+                "KEEL_PAGE_TOKEN_SECRET must be set, to the same value on every instance, when they share a Redis cache (REDIS_URL): a page served from the cache carries a token another instance must open",
+            ));
+        }
         if self.page.default_size == 0 || self.page.default_size > self.page.max_size {
             return bad(format!(
                 "the default page size ({}) must be between 1 and the maximum ({})",
@@ -263,5 +287,41 @@ pub(crate) fn env_parse<T: std::str::FromStr>(name: &'static str) -> Result<Opti
             )
         }),
         _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argument(err: Error) -> String {
+        match err {
+            Error::InvalidArgument { argument, message } => format!("{argument}: {message}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_short_page_token_secret_is_refused() {
+        let mut config = KeelConfig::new("sqlite::memory:");
+        config.page_token_secret = Some(Secret::new("bench"));
+        let err = argument(config.check().unwrap_err());
+        assert!(err.starts_with("KEEL_PAGE_TOKEN_SECRET: "), "{err}");
+        assert!(err.contains("at least 32"), "{err}");
+        config.page_token_secret = Some(Secret::new("x".repeat(MIN_SECRET_LENGTH)));
+        config.check().unwrap();
+    }
+
+    #[test]
+    fn a_shared_redis_needs_a_page_token_secret() {
+        let mut config = KeelConfig::new("sqlite::memory:");
+        config.cache.redis_url = Some("redis://127.0.0.1:6379".into());
+        let err = argument(config.check().unwrap_err());
+        assert!(err.contains("same value on every instance"), "{err}");
+        config.page_token_secret = Some(Secret::new("y".repeat(40)));
+        config.check().unwrap();
+        // Without Redis, a random key per process is allowed (one instance).
+        let alone = KeelConfig::new("sqlite::memory:");
+        alone.check().unwrap();
     }
 }

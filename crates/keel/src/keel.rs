@@ -438,7 +438,7 @@ async fn mysql_statement_timeout(
 /// let keel = keel::Keel::builder()
 ///     .database_url("postgres://postgres@127.0.0.1:5432/shop")
 ///     .max_connections(16)
-///     .page_token_secret("change me")
+///     .page_token_secret("32 or more random bytes, the same on every instance")
 ///     .connect()
 ///     .await?;
 /// # Ok(()) }

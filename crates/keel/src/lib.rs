@@ -96,7 +96,9 @@ pub mod tx;
 pub mod validate;
 
 pub use audit::{Audit, AuditEntry, AuditLog, Change, HistoryQuery};
-pub use config::{DEFAULT_DATABASE_URL, DEFAULT_SERVICE_NAME, KeelConfig, PoolConfig, Secret};
+pub use config::{
+    DEFAULT_DATABASE_URL, DEFAULT_SERVICE_NAME, KeelConfig, MIN_SECRET_LENGTH, PoolConfig, Secret,
+};
 pub use context::Context;
 pub use error::{BoxError, Envelope, Error, ErrorBody, FieldError, Result, ValidationErrors};
 pub use hooks::Hooks;

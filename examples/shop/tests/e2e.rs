@@ -1124,7 +1124,8 @@ fn run(backend: Backend, scenario: Scenario) -> Result<(), Failed> {
     rt.block_on(async move {
         let db = TestDb::create(backend).await;
         let mut config = Config::for_database(db.url.clone());
-        config.keel.page_token_secret = Some(keel::Secret::new("e2e-secret"));
+        config.keel.page_token_secret =
+            Some(keel::Secret::new("e2e-secret-e2e-secret-e2e-secret-e2e"));
         config.tokens = Some(
             Tokens::parse(&format!(
                 "alice:{ALICE},bob:bob-token-0123456789abcdef0123456789"

@@ -23,6 +23,7 @@ keel_tests::cases![
     reads_off_bypass_the_cache_and_writes_still_invalidate,
     get_json_serves_the_encoding_of_the_cached_row_and_never_an_old_one,
     the_in_process_tier_is_bounded_in_bytes_and_skips_giant_and_deep_pages,
+    a_cached_page_token_opens_on_every_instance,
 ];
 
 fn ctx() -> Context {
@@ -576,4 +577,50 @@ async fn the_in_process_tier_is_bounded_in_bytes_and_skips_giant_and_deep_pages(
         before,
         "not even loaded through the cache"
     );
+}
+
+/// Instances sharing Redis share the page-token secret (Keel refuses to
+/// start otherwise), so a page one instance cached, token included, pages
+/// on from any of them.
+async fn a_cached_page_token_opens_on_every_instance(env: Env) {
+    if !redis_available() {
+        return;
+    }
+    let prefix = prefix();
+    let a = keel_with_redis(&env, &redis_url(), &prefix).await;
+    let b = keel_with_redis(&env, &redis_url(), &prefix).await;
+    for i in 0..3 {
+        a.service::<product::Entity>()
+            .create(&ctx(), NewProduct::new(format!("T-{i}"), 10))
+            .await
+            .unwrap();
+    }
+    let first = ListQuery::new().page_size(1).order_by("sku");
+    let on_a = a
+        .service::<product::Entity>()
+        .list(&ctx(), &first)
+        .await
+        .unwrap();
+    let on_b = b
+        .service::<product::Entity>()
+        .list(&ctx(), &first)
+        .await
+        .unwrap();
+    assert_eq!(on_a, on_b, "B served A's cached page");
+    let token = on_b.next_page_token.expect("more pages");
+    for keel in [&a, &b] {
+        let next = keel
+            .service::<product::Entity>()
+            .list(&ctx(), &first.clone().page_token(token.clone()))
+            .await
+            .unwrap();
+        assert_eq!(next.items[0].sku, "T-1");
+    }
+    // And without the shared secret, an instance on that Redis does not start.
+    let mut cache = keel::cache::CacheConfig::default();
+    cache.redis_url = Some(redis_url());
+    let mut config = keel::KeelConfig::new(env.db.url.clone());
+    config.cache = cache;
+    let err = keel::Keel::connect(config).await.unwrap_err();
+    assert_eq!(err.code(), "INVALID_ARGUMENT", "{err:?}");
 }
