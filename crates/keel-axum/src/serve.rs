@@ -244,9 +244,22 @@ fn bare_error_as_envelope(response: Response<Body>) -> Response<Body> {
     let (code, message) = match status {
         StatusCode::SERVICE_UNAVAILABLE => ("UNAVAILABLE", "the request took too long"),
         StatusCode::REQUEST_TIMEOUT => ("REQUEST_TIMEOUT", "the request was not sent in time"),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("METHOD_NOT_ALLOWED", "the route does not take this method")
+        }
+        StatusCode::NOT_FOUND => ("NOT_FOUND", "no route matches the path"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("PAYLOAD_TOO_LARGE", "the body is larger than the limit"),
+        status if status.is_client_error() => ("INVALID_ARGUMENT", "the request is not valid"),
         _ => ("INTERNAL", "internal error"),
     };
-    ApiError::http(status, code, message).into_response()
+    let mut envelope = ApiError::http(status, code, message).into_response();
+    // What the bare answer said in headers (`Allow`, `Retry-After`) stays.
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_LENGTH && !envelope.headers().contains_key(name) {
+            envelope.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    envelope
 }
 
 /// A service that always answers `status` (for tests of the envelope).
@@ -268,5 +281,12 @@ mod tests {
         assert_eq!(wrapped.headers()[header::CONTENT_TYPE], "application/json");
         let ok = bare_error_as_envelope(bare(StatusCode::NO_CONTENT).await.unwrap());
         assert!(!ok.headers().contains_key(header::CONTENT_TYPE));
+        let mut not_allowed = bare(StatusCode::METHOD_NOT_ALLOWED).await.unwrap();
+        not_allowed
+            .headers_mut()
+            .insert(header::ALLOW, "GET,HEAD".parse().unwrap());
+        let wrapped = bare_error_as_envelope(not_allowed);
+        assert_eq!(wrapped.headers()[header::ALLOW], "GET,HEAD", "headers stay");
+        assert_eq!(wrapped.status(), StatusCode::METHOD_NOT_ALLOWED);
     }
 }

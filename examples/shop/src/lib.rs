@@ -222,16 +222,19 @@ pub fn app(
         None => api,
     };
     // Probes are public, and outside the rate limit: an orchestrator polls them.
-    api.merge(keel_axum::probe_routes(runtime.health().clone()))
-        .layer(from_fn_with_state(
-            Arc::new(auth::Auth::new(tokens)),
-            auth::authenticate,
-        ))
-        .layer(from_fn_with_state(runtime.clone(), track_work))
-        // A panic anywhere inside is a 500 envelope with the request id, counted.
-        .layer(keel_axum::catch_panic())
-        .layer(from_fn(keel_axum::http_metrics))
-        .layer(from_fn(keel_axum::request_id))
+    api.merge(
+        keel_axum::probe_routes(runtime.health().clone())
+            .method_not_allowed_fallback(keel_axum::wrong_method),
+    )
+    .layer(from_fn_with_state(
+        Arc::new(auth::Auth::new(tokens)),
+        auth::authenticate,
+    ))
+    .layer(from_fn_with_state(runtime.clone(), track_work))
+    // A panic anywhere inside is a 500 envelope with the request id, counted.
+    .layer(keel_axum::catch_panic())
+    .layer(from_fn(keel_axum::http_metrics))
+    .layer(from_fn(keel_axum::request_id))
 }
 
 /// `401` for a caller without a token, unless the shop is open.
