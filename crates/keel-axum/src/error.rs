@@ -93,6 +93,17 @@ impl ApiError {
         self
     }
 
+    /// Ties the error to the request whose extensions these are, when
+    /// [`request_id`](crate::request_id) gave it one (for middleware and
+    /// extractors that answer before a handler runs).
+    #[must_use]
+    pub fn for_request(self, extensions: &axum::http::Extensions) -> Self {
+        match extensions.get::<crate::RequestId>() {
+            Some(crate::RequestId(id)) => self.with_request_id(id.clone()),
+            None => self,
+        }
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match &self.kind {

@@ -120,13 +120,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Path::<String>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(id)) => Ok(PathId(id)),
-            Err(rejection) => {
-                let err = ApiError::from(rejection);
-                Err(match parts.extensions.get::<RequestId>() {
-                    Some(id) => err.with_request_id(id.0.clone()),
-                    None => err,
-                })
-            }
+            Err(rejection) => Err(ApiError::from(rejection).for_request(&parts.extensions)),
         }
     }
 }

@@ -453,7 +453,7 @@ fn field_type(field: &FieldSchema) -> Value {
         // Any JSON value; an enum's values below.
         _ => json!({}),
     };
-    let choices = field.choices.map_or(&[][..], |f| f());
+    let choices = field.choice_list();
     if !choices.is_empty() {
         let values: Vec<Value> = choices.iter().map(|c| c.json.clone()).collect();
         let kinds: Vec<&str> = values.iter().map(json_type).collect();

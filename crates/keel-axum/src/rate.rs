@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
-use crate::{ApiError, Identity, RequestId};
+use crate::{ApiError, Identity};
 
 /// A per-caller rate limit (a GCRA token bucket, from `governor`): each
 /// caller may make `per_second` requests a second on average, in bursts of
@@ -95,13 +95,9 @@ impl RateLimit {
         };
         match limit.check(&caller) {
             Ok(()) => next.run(request).await,
-            Err(wait) => {
-                let mut err = ApiError::rate_limited(wait);
-                if let Some(RequestId(id)) = request.extensions().get::<RequestId>() {
-                    err = err.with_request_id(id.clone());
-                }
-                err.into_response()
-            }
+            Err(wait) => ApiError::rate_limited(wait)
+                .for_request(request.extensions())
+                .into_response(),
         }
     }
 }

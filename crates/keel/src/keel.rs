@@ -40,6 +40,8 @@ struct Inner {
     schema_checked: std::sync::Mutex<std::collections::HashSet<std::any::TypeId>>,
     /// Turns for lists and counts on the pool (`PoolConfig::query_permits`).
     query_permits: Arc<tokio::sync::Semaphore>,
+    /// The server's exact collation (MySQL), looked up once.
+    exact_collation: tokio::sync::OnceCell<Option<&'static str>>,
 }
 
 impl Keel {
@@ -120,6 +122,7 @@ impl Keel {
                 cache,
                 schema_checked: std::sync::Mutex::default(),
                 query_permits,
+                exact_collation: tokio::sync::OnceCell::new(),
             }),
         }
     }
@@ -253,6 +256,10 @@ impl Keel {
     /// The configuration in force.
     pub fn config(&self) -> &KeelConfig {
         &self.inner.config
+    }
+
+    pub(crate) fn exact_collation_cell(&self) -> &tokio::sync::OnceCell<Option<&'static str>> {
+        &self.inner.exact_collation
     }
 
     pub(crate) fn query_permits(&self) -> Arc<tokio::sync::Semaphore> {
@@ -419,13 +426,10 @@ async fn mysql_statement_timeout(
     ms: u128,
 ) -> std::result::Result<(), sea_orm::sqlx::Error> {
     use sea_orm::sqlx::{AssertSqlSafe, Executor, raw_sql};
-    // Numbers only: nothing here comes from outside.
-    let seconds = format!("{}.{:03}", ms / 1000, ms % 1000);
-    let mariadb = format!("SET SESSION max_statement_time = {seconds}");
+    let [mariadb, mysql] = crate::tx::mysql_timeout_statements(Some(ms));
     if conn.execute(raw_sql(AssertSqlSafe(mariadb))).await.is_ok() {
         return Ok(());
     }
-    let mysql = format!("SET SESSION max_execution_time = {ms}");
     conn.execute(raw_sql(AssertSqlSafe(mysql)))
         .await
         .map(|_| ())

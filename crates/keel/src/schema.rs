@@ -42,11 +42,18 @@ fn is_exact(collation: &str) -> bool {
 }
 
 /// The exact collation this MySQL / MariaDB server has (`None` elsewhere, or
-/// on a server with none: MySQL before 8.0.17).
+/// on a server with none: MySQL before 8.0.17), looked up once per `Keel`.
 pub(crate) async fn exact_collation(keel: &Keel) -> Result<Option<&'static str>> {
     if keel.backend() != DbBackend::MySql {
         return Ok(None);
     }
+    keel.exact_collation_cell()
+        .get_or_try_init(|| lookup_exact_collation(keel))
+        .await
+        .copied()
+}
+
+async fn lookup_exact_collation(keel: &Keel) -> Result<Option<&'static str>> {
     let rows = keel
         .db()
         .query_all_raw(Statement::from_string(

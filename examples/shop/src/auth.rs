@@ -11,7 +11,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use keel_axum::{ApiError, Identity, RateLimit, RequestId};
+use keel_axum::{ApiError, Identity, RateLimit};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -164,11 +164,6 @@ pub async fn authenticate(
         });
         return next.run(request).await;
     };
-    let request_id = request.extensions().get::<RequestId>().map(|r| r.0.clone());
-    let with_id = |err: ApiError| match &request_id {
-        Some(id) => err.with_request_id(id.clone()),
-        None => err,
-    };
     let header = request.headers().get(header::AUTHORIZATION).cloned();
     if let Some(value) = header {
         let client = request
@@ -176,7 +171,9 @@ pub async fn authenticate(
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(peer)| peer.ip());
         if let Some(wait) = auth.blocked_for(client) {
-            return with_id(ApiError::rate_limited(wait)).into_response();
+            return ApiError::rate_limited(wait)
+                .for_request(request.extensions())
+                .into_response();
         }
         let actor = value
             .to_str()
@@ -199,7 +196,7 @@ pub async fn authenticate(
                     Some(wait) => ApiError::rate_limited(wait),
                     None => ApiError::unauthenticated("the bearer token is not valid"),
                 };
-                return with_id(err).into_response();
+                return err.for_request(request.extensions()).into_response();
             }
         }
     }

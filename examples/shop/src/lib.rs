@@ -242,12 +242,9 @@ async fn staff_only(State(open): State<bool>, request: Request, next: Next) -> R
     if open || request.extensions().get::<keel_axum::Identity>().is_some() {
         return next.run(request).await;
     }
-    let mut err =
+    let err =
         ApiError::unauthenticated("this needs a valid bearer token (Authorization: Bearer ...)");
-    if let Some(keel_axum::RequestId(id)) = request.extensions().get::<keel_axum::RequestId>() {
-        err = err.with_request_id(id.clone());
-    }
-    axum::response::IntoResponse::into_response(err)
+    axum::response::IntoResponse::into_response(err.for_request(request.extensions()))
 }
 
 /// Each request is in-flight work a graceful shutdown waits for.

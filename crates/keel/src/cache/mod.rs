@@ -694,11 +694,7 @@ impl Cache {
                     let Some(redis) = cache.inner.redis.as_ref() else {
                         return;
                     };
-                    if redis
-                        .store(&cache, &keys, &generation, json.to_vec(), ttl)
-                        .await
-                        == Some(false)
-                    {
+                    if redis.store(&cache, &keys, &generation, json, ttl).await == Some(false) {
                         cache
                             .inner
                             .counters

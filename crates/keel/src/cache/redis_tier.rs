@@ -229,7 +229,7 @@ impl RedisTier {
         cache: &Cache,
         keys: &RedisKeys,
         noted: &str,
-        payload: Vec<u8>,
+        payload: bytes::Bytes,
         ttl: Duration,
     ) -> Option<bool> {
         let mut connection = self.connection.clone();
@@ -237,7 +237,11 @@ impl RedisTier {
         let stored: i64 = match keys {
             RedisKeys::Row { value, generation } => {
                 let mut invocation = self.scripts.store_row.key(generation);
-                invocation.key(value).arg(noted).arg(payload).arg(ttl_ms);
+                invocation
+                    .key(value)
+                    .arg(noted)
+                    .arg(&payload[..])
+                    .arg(ttl_ms);
                 self.call(cache, "store", invocation.invoke_async(&mut connection))
                     .await?
             }
@@ -251,7 +255,7 @@ impl RedisTier {
                     .arg(noted)
                     .arg(prefix)
                     .arg(hash)
-                    .arg(payload)
+                    .arg(&payload[..])
                     .arg(ttl_ms);
                 self.call(cache, "store", invocation.invoke_async(&mut connection))
                     .await?

@@ -139,4 +139,8 @@ impl FieldSchema {
         self.choices = Some(choices);
         self
     }
+    /// The values of an enum field; empty for any other field.
+    pub fn choice_list(&self) -> &'static [Choice] {
+        self.choices.map_or(&[], |f| f())
+    }
 }

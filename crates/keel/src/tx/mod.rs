@@ -443,6 +443,27 @@ enum Session {
     MySqlTimeout,
 }
 
+/// MariaDB's `SET SESSION max_statement_time` (seconds) and MySQL's
+/// `SET SESSION max_execution_time` (milliseconds) for `ms`, or back to the
+/// server's default for `None`. Numbers only: nothing here comes from
+/// outside.
+pub(crate) fn mysql_timeout_statements(ms: Option<u128>) -> [String; 2] {
+    match ms {
+        Some(ms) => [
+            format!(
+                "SET SESSION max_statement_time = {}.{:03}",
+                ms / 1000,
+                ms % 1000
+            ),
+            format!("SET SESSION max_execution_time = {ms}"),
+        ],
+        None => [
+            "SET SESSION max_statement_time = DEFAULT".to_owned(),
+            "SET SESSION max_execution_time = DEFAULT".to_owned(),
+        ],
+    }
+}
+
 impl Session {
     async fn setup(conn: &DatabaseTransaction, options: &TxOptions) -> Result<Session> {
         let Some(timeout) = options.statement_timeout_value() else {
@@ -457,16 +478,11 @@ impl Session {
                 Ok(Session::Untouched)
             }
             DbBackend::MySql => {
-                let seconds = format!("{}.{:03}", ms / 1000, ms % 1000);
-                let mariadb = conn
-                    .execute_unprepared(&format!("SET SESSION max_statement_time = {seconds}"))
-                    .await;
-                if mariadb.is_ok() {
+                let [mariadb, mysql] = mysql_timeout_statements(Some(ms));
+                if conn.execute_unprepared(&mariadb).await.is_ok() {
                     return Ok(Session::MariaDbTimeout);
                 }
-                conn.execute_unprepared(&format!("SET SESSION max_execution_time = {ms}"))
-                    .await
-                    .map_err(Error::from)?;
+                conn.execute_unprepared(&mysql).await.map_err(Error::from)?;
                 Ok(Session::MySqlTimeout)
             }
             _ => Ok(Session::Untouched),
@@ -476,19 +492,12 @@ impl Session {
     /// Puts the session's statement timeout back to the pool's own
     /// (`PoolConfig::statement_timeout`), or the server's default.
     async fn reset(self, conn: &DatabaseTransaction, pool_timeout: Option<Duration>) {
-        let ms = pool_timeout.map(|t| t.as_millis().max(1));
-        let sql = match (self, ms) {
-            (Session::Untouched, _) => return,
-            (Session::MariaDbTimeout, Some(ms)) => format!(
-                "SET SESSION max_statement_time = {}.{:03}",
-                ms / 1000,
-                ms % 1000
-            ),
-            (Session::MariaDbTimeout, None) => "SET SESSION max_statement_time = DEFAULT".into(),
-            (Session::MySqlTimeout, Some(ms)) => format!("SET SESSION max_execution_time = {ms}"),
-            (Session::MySqlTimeout, None) => "SET SESSION max_execution_time = DEFAULT".into(),
+        let [mariadb, mysql] = mysql_timeout_statements(pool_timeout.map(|t| t.as_millis().max(1)));
+        let sql = match self {
+            Session::Untouched => return,
+            Session::MariaDbTimeout => mariadb.as_str(),
+            Session::MySqlTimeout => mysql.as_str(),
         };
-        let sql = sql.as_str();
         // After a statement cut off by a deadline, the first answer read
         // may still be that statement's (MySQL); try again before giving up.
         for attempt in 1..=3 {
