@@ -23,7 +23,8 @@
 //! echoes it; put an [`Identity`] in the request's extensions (from your
 //! authentication middleware) to set the actor and tenant, and give
 //! [`routes`] an [`Authorize`] policy to decide per operation who may do
-//! what (401 / 403). [`RateLimit`] answers 429 with `Retry-After` past a
+//! what (401 / 403), and [`Routes::reveal_private`] who sees the resource's
+//! private fields (by default no one). [`RateLimit`] answers 429 with `Retry-After` past a
 //! per-caller rate. [`ops_routes`] serves `/health`, `/health/live`,
 //! `/health/ready` and `/metrics`; [`http_metrics`] counts requests by route
 //! template, method and status. [`ApiDoc`] builds the OpenAPI 3.1 document
@@ -52,13 +53,13 @@ mod serve;
 
 pub use body::JsonBody;
 pub use error::{ApiError, status_of};
-pub use openapi::{ApiDoc, docs_routes};
+pub use openapi::{ApiDoc, docs_routes, docs_routes_by_view};
 pub use ops::{http_metrics, ops_routes, probe_routes, report_routes};
 pub use panic::{PanicResponse, catch_panic};
 pub use rate::RateLimit;
 pub use resource::{
-    Access, Authorize, BODY_LIMIT, Operation, Routes, etag, if_match, parse_id, resource, routes,
-    writes_need_identity,
+    Access, Authorize, BODY_LIMIT, Operation, Routes, etag, if_match, parse_id, resource,
+    reveal_to_identified, routes, writes_need_identity,
 };
 pub use serve::{ServeConfig, serve};
 

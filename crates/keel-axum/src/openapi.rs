@@ -2,7 +2,9 @@
 //! knows of each field ([`keel::FieldSchema`]), and the routes that serve it.
 
 use axum::Router;
-use keel::{FieldSchema, PageConfig, QueryLimits, Resource, SchemaType};
+use axum::http::header;
+use bytes::Bytes;
+use keel::{FieldSchema, PageConfig, QueryLimits, Resource, SchemaType, View};
 use serde_json::{Map, Value, json};
 use utoipa::openapi::OpenApi;
 
@@ -40,6 +42,7 @@ pub struct ApiDoc {
     rate_limited: bool,
     page: PageConfig,
     limits: QueryLimits,
+    view: View,
 }
 
 impl ApiDoc {
@@ -58,7 +61,20 @@ impl ApiDoc {
             rate_limited: false,
             page: PageConfig::default(),
             limits: QueryLimits::default(),
+            view: View::All,
         }
+    }
+
+    /// Documents the resources added after it as callers with `view` see
+    /// them: in [`View::Public`] their private fields
+    /// (`#[service(private)]`) are absent from the row schemas and from the
+    /// fields `filter` and `order_by` take. In the default, [`View::All`],
+    /// a private field is documented as optional, saying who sees it.
+    /// [`docs_routes_by_view`] serves one document per view.
+    #[must_use]
+    pub fn view(mut self, view: View) -> Self {
+        self.view = view;
+        self
     }
 
     /// A description of the API (Markdown).
@@ -123,7 +139,7 @@ impl ApiDoc {
     /// [`Routes::only`](crate::Routes::only)), and its schemas.
     #[must_use]
     pub fn resource_only<E: Resource>(mut self, operations: &[Operation]) -> Self {
-        let doc = ResourceDoc::<E>::new();
+        let doc = ResourceDoc::<E>::in_view(self.view);
         for (name, schema) in doc.schemas() {
             self.schemas.insert(name, schema);
         }
@@ -357,6 +373,48 @@ fn typeless_for_utoipa(value: &mut Value, is_schema: bool) {
     }
 }
 
+/// `GET /openapi.json` and `/docs` as [`docs_routes`] serves them, with
+/// one document per [`View`]: `full` (made with the default
+/// [`ApiDoc::view`]) to callers `reveal` says see private fields, `public`
+/// (made with `.view(View::Public)`) to the others. `reveal` is given the
+/// request's [`Identity`](crate::Identity), if authentication set one; the
+/// answer says `Vary: Authorization`.
+///
+/// ```no_run
+/// # fn demo(full: keel_axum::ApiDoc, public: keel_axum::ApiDoc) {
+/// let docs = keel_axum::docs_routes_by_view(&full, &public, |who| who.is_some());
+/// # }
+/// ```
+pub fn docs_routes_by_view(
+    full: impl serde::Serialize,
+    public: impl serde::Serialize,
+    reveal: impl Fn(Option<&crate::Identity>) -> bool + Clone + Send + Sync + 'static,
+) -> Router {
+    let full = Bytes::from(serde_json::to_vec(&full).unwrap_or_else(|_| b"null".to_vec()));
+    let public = Bytes::from(serde_json::to_vec(&public).unwrap_or_else(|_| b"null".to_vec()));
+    let document = move |identity: Option<axum::Extension<crate::Identity>>| {
+        let json = if reveal(identity.as_ref().map(|axum::Extension(who)| who)) {
+            full.clone()
+        } else {
+            public.clone()
+        };
+        async move {
+            (
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::VARY, "Authorization"),
+                ],
+                json,
+            )
+        }
+    };
+    Router::from(
+        utoipa_swagger_ui::SwaggerUi::new("/docs")
+            .config(utoipa_swagger_ui::Config::from("/openapi.json")),
+    )
+    .route("/openapi.json", axum::routing::get(document))
+}
+
 /// `GET /openapi.json` (the document, exactly as given) and `/docs` (an
 /// interactive page, from assets built into the binary: no network at build
 /// or run time). Takes an [`ApiDoc`] (`&doc`), utoipa's [`OpenApi`], or any
@@ -529,14 +587,33 @@ fn number(n: f64) -> Value {
 /// The document parts of one resource.
 struct ResourceDoc<E> {
     name: String,
+    view: View,
     _entity: std::marker::PhantomData<E>,
 }
 
 impl<E: Resource> ResourceDoc<E> {
     fn new() -> Self {
+        Self::in_view(View::All)
+    }
+
+    fn in_view(view: View) -> Self {
         ResourceDoc {
             name: type_name(E::NAME),
+            view,
             _entity: std::marker::PhantomData,
+        }
+    }
+
+    fn private(name: &str) -> bool {
+        E::PRIVATE_FIELDS.contains(&name)
+    }
+
+    /// How a field is named in the query parameters' descriptions.
+    fn query_name(name: &str) -> String {
+        if Self::private(name) {
+            format!("`{name}` (private)")
+        } else {
+            format!("`{name}`")
         }
     }
 
@@ -557,8 +634,14 @@ impl<E: Resource> ResourceDoc<E> {
                 if read_only && !f.in_create && !f.in_patch {
                     schema["readOnly"] = json!(true);
                 }
+                let private = read_only && Self::private(f.name);
+                if private {
+                    schema["description"] = json!(
+                        "Private: present only for callers the application reveals private fields to."
+                    );
+                }
                 properties.insert(f.name.into(), schema);
-                if required(f) {
+                if required(f) && !private {
                     req.push(f.name);
                 }
             }
@@ -574,7 +657,7 @@ impl<E: Resource> ResourceDoc<E> {
             schema
         };
         let row = object(
-            &mut E::SCHEMA.iter(),
+            &mut E::SCHEMA.iter().filter(|f| self.view.shows::<E>(f.name)),
             &|_| true,
             true,
             format!("A {}.", E::NAME),
@@ -642,13 +725,13 @@ impl<E: Resource> ResourceDoc<E> {
         let query = |param: &str, schema: Value, description: String| json!({"name": param, "in": "query", "required": false, "schema": schema, "description": description});
         let sortable: Vec<&str> = E::FIELDS
             .iter()
-            .filter(|f| f.sortable)
+            .filter(|f| f.sortable && self.view.shows::<E>(f.name))
             .map(|f| f.name)
             .collect();
         let filterable: Vec<String> = E::FIELDS
             .iter()
-            .filter(|f| !f.ops.is_empty())
-            .map(|f| format!("`{}` ({})", f.name, f.ops))
+            .filter(|f| !f.ops.is_empty() && self.view.shows::<E>(f.name))
+            .map(|f| format!("{} ({})", Self::query_name(f.name), f.ops))
             .collect();
         let filter = query(
             "filter",
@@ -668,7 +751,11 @@ impl<E: Resource> ResourceDoc<E> {
                 format!(
                     "Sort keys, comma-separated, each a field and optionally `asc` or `desc` (AIP-132), such as `{} desc`; fields: {}. A field appears once. Default: the key, which also ends every order.",
                     sortable.first().copied().unwrap_or("id"),
-                    sortable.join(", ")
+                    sortable
+                        .iter()
+                        .map(|n| Self::query_name(n))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ),
             query(

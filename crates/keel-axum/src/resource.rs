@@ -7,7 +7,7 @@ use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use keel::{BaseService, Error, HistoryQuery, ListQuery, Resource};
+use keel::{BaseService, Error, HistoryQuery, ListQuery, Page, Resource, View};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -52,6 +52,7 @@ pub fn routes<E: Resource>(service: BaseService<E>) -> Routes<E> {
     Routes {
         service,
         policy: Arc::new(|_: &Access<'_>| Ok(())),
+        reveal: Arc::new(|_: &Access<'_>| false),
         body_limit: BODY_LIMIT,
         operations: Operation::ALL.to_vec(),
     }
@@ -61,9 +62,13 @@ pub fn routes<E: Resource>(service: BaseService<E>) -> Routes<E> {
 pub struct Routes<E: Resource> {
     service: BaseService<E>,
     policy: Arc<dyn Authorize>,
+    reveal: Arc<Reveal>,
     body_limit: usize,
     operations: Vec<Operation>,
 }
+
+/// Decides per request whether the caller sees the resource's private fields.
+type Reveal = dyn Fn(&Access<'_>) -> bool + Send + Sync;
 
 impl<E> Routes<E>
 where
@@ -77,6 +82,26 @@ where
     #[must_use]
     pub fn authorize(mut self, policy: impl Authorize) -> Self {
         self.policy = Arc::new(policy);
+        self
+    }
+
+    /// Decides, per request, whether the caller sees the resource's private
+    /// fields (`#[service(private)]`): `true` gives [`View::All`], `false`
+    /// [`View::Public`], in which private fields are absent from every row
+    /// the routes answer (get, list, create, update, restore), from the
+    /// changes of the audit history, and unknown to `filter` and `order_by`
+    /// (`400 INVALID_ARGUMENT`, as for a field that does not exist).
+    ///
+    /// The default reveals them to no one, so a field marked private is
+    /// never served until the application says to whom;
+    /// [`reveal_to_identified`] reveals them to every caller with an
+    /// [`Identity`]. A resource without private fields is not affected.
+    #[must_use]
+    pub fn reveal_private(
+        mut self,
+        policy: impl Fn(&Access<'_>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.reveal = Arc::new(policy);
         self
     }
 
@@ -103,6 +128,7 @@ where
         let state = Shared {
             service: self.service.clone(),
             policy: Arc::clone(&self.policy),
+            reveal: Arc::clone(&self.reveal),
         };
         let mut collection = MethodRouter::new();
         if has(Operation::List) {
@@ -244,9 +270,16 @@ pub fn writes_need_identity(access: &Access<'_>) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A reveal policy: callers with an [`Identity`] see private fields,
+/// anonymous callers do not (see [`Routes::reveal_private`]).
+pub fn reveal_to_identified(access: &Access<'_>) -> bool {
+    access.identity.is_some()
+}
+
 struct Shared<E: Resource> {
     service: BaseService<E>,
     policy: Arc<dyn Authorize>,
+    reveal: Arc<Reveal>,
 }
 
 impl<E: Resource> Clone for Shared<E> {
@@ -254,18 +287,20 @@ impl<E: Resource> Clone for Shared<E> {
         Shared {
             service: self.service.clone(),
             policy: Arc::clone(&self.policy),
+            reveal: Arc::clone(&self.reveal),
         }
     }
 }
 
 impl<E: Resource> Shared<E> {
-    /// The service, once the policy allows the operation.
+    /// The service, once the policy allows the operation, and the view the
+    /// caller reads its rows in.
     fn allow(
         &self,
         operation: Operation,
         id: Option<&str>,
         identity: Option<&Identity>,
-    ) -> Result<&BaseService<E>, ApiError> {
+    ) -> Result<(&BaseService<E>, View), ApiError> {
         self.allow_deleted(operation, id, identity, false)
     }
 
@@ -275,15 +310,22 @@ impl<E: Resource> Shared<E> {
         id: Option<&str>,
         identity: Option<&Identity>,
         show_deleted: bool,
-    ) -> Result<&BaseService<E>, ApiError> {
-        self.policy.authorize(&Access {
+    ) -> Result<(&BaseService<E>, View), ApiError> {
+        let access = Access {
             resource: E::NAME,
             operation,
             id,
             identity,
             show_deleted,
-        })?;
-        Ok(&self.service)
+        };
+        self.policy.authorize(&access)?;
+        // Asked only when there is something to hide.
+        let view = if E::PRIVATE_FIELDS.is_empty() || (self.reveal)(&access) {
+            View::All
+        } else {
+            View::Public
+        };
+        Ok((&self.service, view))
     }
 }
 
@@ -435,8 +477,8 @@ fn precondition(err: Error, expected: Option<i64>) -> ApiError {
     }
 }
 
-fn row_response<E: Resource>(status: StatusCode, row: &E::Model) -> Response {
-    let mut response = (status, Json(row)).into_response();
+fn row_response<E: Resource>(status: StatusCode, row: &E::Model, view: View) -> Response {
+    let mut response = (status, Json(view.project::<E>(row))).into_response();
     if let Some(tag) = etag::<E>(row) {
         response.headers_mut().insert(header::ETAG, tag);
     }
@@ -455,10 +497,23 @@ async fn list<E: Resource>(
             let deleted = params
                 .as_ref()
                 .is_ok_and(|Query(p)| p.show_deleted == Some(true));
-            let service = shared.allow_deleted(Operation::List, None, who(&identity), deleted)?;
+            let (service, view) =
+                shared.allow_deleted(Operation::List, None, who(&identity), deleted)?;
             let Query(params) = params?;
-            let page = service.list(&ctx.0, &params.query()).await?;
-            Ok(Json(page).into_response())
+            let page = service.list(&ctx.0, &params.query().view(view)).await?;
+            if view == View::All {
+                return Ok(Json(page).into_response());
+            }
+            let projected = Page {
+                items: page
+                    .items
+                    .iter()
+                    .map(|row| view.project::<E>(row))
+                    .collect(),
+                next_page_token: page.next_page_token,
+                total_size: page.total_size,
+            };
+            Ok(Json(projected).into_response())
         }
         .await,
     )
@@ -476,9 +531,12 @@ async fn count<E: Resource>(
             let deleted = params
                 .as_ref()
                 .is_ok_and(|Query(p)| p.show_deleted == Some(true));
-            let service = shared.allow_deleted(Operation::Count, None, who(&identity), deleted)?;
+            let (service, view) =
+                shared.allow_deleted(Operation::Count, None, who(&identity), deleted)?;
             let Query(params) = params?;
-            let mut q = ListQuery::new().show_deleted(params.show_deleted.unwrap_or(false));
+            let mut q = ListQuery::new()
+                .show_deleted(params.show_deleted.unwrap_or(false))
+                .view(view);
             if let Some(f) = params.filter {
                 q = q.filter(f);
             }
@@ -499,9 +557,9 @@ async fn get_one<E: Resource>(
     with_id(
         &ctx,
         async {
-            let service = shared.allow(Operation::Get, Some(&id), who(&identity))?;
+            let (service, view) = shared.allow(Operation::Get, Some(&id), who(&identity))?;
             let id = parse_id::<E>(&id)?;
-            let keel::RowJson { row, json } = service.get_json(&ctx.0, id).await?;
+            let keel::RowJson { row, json } = service.get_json_in(&ctx.0, id, view).await?;
             let current = BaseService::<E>::version_of(&row);
             let not_modified =
                 match precondition_header(&headers, header::IF_NONE_MATCH, "If-None-Match")? {
@@ -547,10 +605,10 @@ where
     with_id(
         &ctx,
         async {
-            let service = shared.allow(Operation::Create, None, who(&identity))?;
+            let (service, view) = shared.allow(Operation::Create, None, who(&identity))?;
             let JsonBody(input) = body?;
             let row = service.create(&ctx.0, input).await?;
-            let mut response = row_response::<E>(StatusCode::CREATED, &row);
+            let mut response = row_response::<E>(StatusCode::CREATED, &row, view);
             let key = sea_orm_key::<E>(&row);
             let key = percent_encoding::utf8_percent_encode(&key, PATH_SEGMENT);
             if let Ok(location) = HeaderValue::from_str(&format!("/{}/{key}", E::PLURAL)) {
@@ -596,7 +654,7 @@ where
     with_id(
         &ctx,
         async {
-            let service = shared.allow(Operation::Update, Some(&id), who(&identity))?;
+            let (service, view) = shared.allow(Operation::Update, Some(&id), who(&identity))?;
             let id = parse_id::<E>(&id)?;
             let expected = if_match(&headers)?;
             let JsonBody(patch) = body?;
@@ -605,7 +663,7 @@ where
                 None => service.update(&ctx.0, id, patch).await,
             }
             .map_err(|e| precondition(e, expected))?;
-            Ok(row_response::<E>(StatusCode::OK, &row))
+            Ok(row_response::<E>(StatusCode::OK, &row, view))
         }
         .await,
     )
@@ -621,7 +679,7 @@ async fn delete<E: Resource>(
     with_id(
         &ctx,
         async {
-            let service = shared.allow(Operation::Delete, Some(&id), who(&identity))?;
+            let (service, _) = shared.allow(Operation::Delete, Some(&id), who(&identity))?;
             let id = parse_id::<E>(&id)?;
             let expected = if_match(&headers)?;
             match expected {
@@ -644,10 +702,10 @@ async fn restore<E: Resource>(
     with_id(
         &ctx,
         async {
-            let service = shared.allow(Operation::Restore, Some(&id), who(&identity))?;
+            let (service, view) = shared.allow(Operation::Restore, Some(&id), who(&identity))?;
             let id = parse_id::<E>(&id)?;
             let row = service.restore(&ctx.0, id).await?;
-            Ok(row_response::<E>(StatusCode::OK, &row))
+            Ok(row_response::<E>(StatusCode::OK, &row, view))
         }
         .await,
     )
@@ -663,18 +721,21 @@ async fn history<E: Resource>(
     with_id(
         &ctx,
         async {
-            let service = shared.allow(Operation::History, Some(&id), who(&identity))?;
+            let (service, view) = shared.allow(Operation::History, Some(&id), who(&identity))?;
             let id = parse_id::<E>(&id)?;
             let Query(params) = params?;
             let query = HistoryQuery {
                 page_size: params.page_size,
                 page_token: params.page_token,
             };
-            let page = service
+            let mut page = service
                 .keel()
                 .audit_log()
                 .history::<E>(&ctx.0, id, &query)
                 .await?;
+            for entry in &mut page.items {
+                entry.changes.retain(|c| view.shows::<E>(&c.field));
+            }
             Ok(Json(page).into_response())
         }
         .await,

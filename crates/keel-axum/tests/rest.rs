@@ -782,3 +782,116 @@ async fn an_id_that_does_not_decode_answers_the_envelope() {
     }
     db.destroy().await;
 }
+
+/// Private fields: by default no caller sees them; a reveal policy decides
+/// per request. Hidden means absent from rows (get, list, create, update),
+/// from history changes, and unknown to filters, orders and counts.
+#[tokio::test]
+async fn private_fields_are_served_only_to_whom_the_app_reveals_them() {
+    use keel_tests::entities::memo;
+    let db = TestDb::create(Backend::Sqlite).await;
+    let keel = db.builder().connect().await.unwrap();
+    create_tables(&keel).await;
+    let service = keel.service::<memo::Entity>();
+    // The default: revealed to no one.
+    let hidden = keel_axum::routes(service.clone()).into_router();
+    // Revealed to callers who send `x-staff` (the identity comes from a
+    // middleware, as authentication would set it).
+    let revealed = keel_axum::routes(service)
+        .reveal_private(keel_axum::reveal_to_identified)
+        .into_router()
+        .layer(axum::middleware::from_fn(
+            |mut request: axum::extract::Request, next: axum::middleware::Next| async move {
+                if request.headers().contains_key("x-staff") {
+                    request.extensions_mut().insert(keel_axum::Identity {
+                        actor: "staff".into(),
+                        tenant: None,
+                    });
+                }
+                next.run(request).await
+            },
+        ));
+    let created = send(
+        &hidden,
+        "POST",
+        "/memos",
+        Some(r#"{"body": "hello", "recipient": "ann"}"#),
+        &[],
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["body"], "hello");
+    assert!(created.body.get("recipient").is_none(), "{}", created.body);
+    let id = created.body["id"].as_i64().unwrap();
+    let row = format!("/memos/{id}");
+
+    for (app, staff) in [(&hidden, false), (&hidden, true), (&revealed, false)] {
+        let headers: &[(&str, &str)] = if staff { &[("x-staff", "1")] } else { &[] };
+        let got = send(app, "GET", &row, None, headers).await;
+        assert_eq!(got.status, StatusCode::OK);
+        assert!(got.body.get("recipient").is_none(), "{}", got.body);
+        let list = send(app, "GET", "/memos", None, headers).await;
+        assert!(
+            !list.body.to_string().contains("recipient"),
+            "{}",
+            list.body
+        );
+        let history = send(app, "GET", &format!("{row}/history"), None, headers).await;
+        assert_eq!(history.status, StatusCode::OK);
+        let text = history.body.to_string();
+        assert!(
+            text.contains("\"body\"") && !text.contains("recipient"),
+            "{text}"
+        );
+        for query in [
+            "/memos?filter=recipient%20%3D%20%22ann%22",
+            "/memos?order_by=recipient",
+            "/memos/count?filter=recipient%20%3D%20%22ann%22",
+        ] {
+            let refused = send(app, "GET", query, None, headers).await;
+            assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{query}");
+            assert_eq!(refused.body["error"]["code"], "INVALID_ARGUMENT");
+        }
+        let patched = send(app, "PATCH", &row, Some(r#"{"body": "hi"}"#), headers).await;
+        assert_eq!(patched.status, StatusCode::OK);
+        assert!(patched.body.get("recipient").is_none(), "{}", patched.body);
+    }
+
+    let staff: &[(&str, &str)] = &[("x-staff", "1")];
+    let got = send(&revealed, "GET", &row, None, staff).await;
+    assert_eq!(got.body["recipient"], "ann", "{}", got.body);
+    let found = send(
+        &revealed,
+        "GET",
+        "/memos?filter=recipient%20%3D%20%22ann%22&order_by=recipient",
+        None,
+        staff,
+    )
+    .await;
+    assert_eq!(found.status, StatusCode::OK, "{}", found.body);
+    assert_eq!(found.body["items"][0]["recipient"], "ann");
+    let history = send(&revealed, "GET", &format!("{row}/history"), None, staff).await;
+    assert!(
+        history.body.to_string().contains("recipient"),
+        "{}",
+        history.body
+    );
+
+    // The OpenAPI document in each view.
+    let full = keel_axum::ApiDoc::new("t", "1")
+        .resource::<memo::Entity>()
+        .to_json();
+    let public = keel_axum::ApiDoc::new("t", "1")
+        .view(keel::View::Public)
+        .resource::<memo::Entity>()
+        .to_json();
+    let memo_schema = |doc: &Value| doc["components"]["schemas"]["Memo"].clone();
+    assert!(memo_schema(&full)["properties"]["recipient"].is_object());
+    assert!(memo_schema(&public)["properties"]["recipient"].is_null());
+    assert!(
+        !public["paths"]["/memos"]["get"]
+            .to_string()
+            .contains("recipient")
+    );
+    db.destroy().await;
+}

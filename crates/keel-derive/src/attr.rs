@@ -32,6 +32,7 @@ const FIELD_KEYS: &[&str] = &[
     "tenant",
     "read_only",
     "create_only",
+    "private",
     "validate",
 ];
 const OPS: &[&str] = &["eq", "ne", "lt", "le", "gt", "ge", "has", "like", "in"];
@@ -146,6 +147,8 @@ pub(crate) struct FieldAttrs {
     pub(crate) roles: Vec<Spanned<Role>>,
     pub(crate) read_only: Option<Span>,
     pub(crate) create_only: Option<Span>,
+    /// `private`: only callers the application reveals private fields to see it.
+    pub(crate) private: Option<Span>,
     pub(crate) rules: Vec<Spanned<Rule>>,
 }
 
@@ -345,6 +348,7 @@ impl FieldAttrs {
                 "sort" => out.sort = Some(span),
                 "read_only" => out.read_only = Some(span),
                 "create_only" => out.create_only = Some(span),
+                "private" => out.private = Some(span),
                 "validate" => meta.parse_nested_meta(|rule| {
                     if let Some(r) = Rule::parse(errors, &rule)? {
                         out.rules.push(r);

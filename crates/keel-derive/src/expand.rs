@@ -93,6 +93,12 @@ pub(crate) fn service(plan: &Plan<'_>) -> TokenStream {
             const AUDIT_SKIPPED: &'static [&'static str] = &[#(#skipped),*];
         }
     });
+    let private = names(|f| f.service.private.is_some());
+    let private_const = (!private.is_empty()).then(|| {
+        quote! {
+            const PRIVATE_FIELDS: &'static [&'static str] = &[#(#private),*];
+        }
+    });
     let cache = plan.cache.map(|c| {
         let ttl = c.ttl_ms.unwrap_or(60_000);
         let l1_ttl = c.l1_ttl_ms.unwrap_or(5_000);
@@ -235,6 +241,7 @@ pub(crate) fn service(plan: &Plan<'_>) -> TokenStream {
                     &[#(#schema),*]
                 };
                 #audit_consts
+                #private_const
                 #cache
 
                 fn event_type(action: ::keel::__private::WriteAction) -> ::std::borrow::Cow<'static, str> {

@@ -125,6 +125,22 @@ pub(crate) fn check<'a>(model: &'a EntityModel<'a>, errors: &mut Errors) -> Plan
                 );
             }
         }
+        if let Some(span) = attrs.private {
+            if is_pk {
+                errors.at_span(
+                    span,
+                    "the primary key is in every URL and `Location` header, so it cannot be `private`",
+                );
+            } else if roles
+                .iter()
+                .any(|(role, f)| *role == Role::Version && std::ptr::eq(*f, field))
+            {
+                errors.at_span(
+                    span,
+                    "the version is every response's `ETag`, so it cannot be `private`",
+                );
+            }
+        }
         let generated_key = is_pk
             && (field.sea.auto_increment != Some(false) && field.kind == TypeKind::Int
                 || field.kind == TypeKind::Uuid);

@@ -111,8 +111,8 @@ pub use keel_derive::Service;
 pub use query::{ListQuery, Page, PageConfig, QueryLimits};
 pub use redacted::Redacted;
 pub use resource::{
-    CachePolicy, Choice, Choices, Columns, Field, FieldSchema, Key, Ops, Resource, SchemaType,
-    WriteAction,
+    CachePolicy, Choice, Choices, Columns, Field, FieldSchema, Key, Ops, Projected, Resource,
+    SchemaType, View, WriteAction,
 };
 pub use schema::{SchemaProblem, SchemaReport};
 pub use service::{BaseService, RowJson};

@@ -41,10 +41,11 @@ pub mod product {
         /// Units in stock, >= 0.
         #[service(filter, sort, validate(range(min = 0)))]
         pub stock: i32,
-        /// What the shop pays its supplier: kept out of the audit log and
-        /// events (`[redacted]` there).
+        /// What the shop pays its supplier: private (token holders only:
+        /// absent for anonymous callers, who can neither filter nor sort by
+        /// it) and kept out of the audit log and events (`[redacted]` there).
         #[audit(redact)]
-        #[service(filter, sort, validate(range(min = 0)))]
+        #[service(private, filter, sort, validate(range(min = 0)))]
         pub cost_cents: Option<i64>,
         /// 1 on create, +1 per update; the ETag.
         #[service(version, filter, sort)]
@@ -97,9 +98,10 @@ pub mod customer {
         /// 1-200 characters.
         #[service(filter(eq, has), sort, validate(length(min = 1, max = 200)))]
         pub name: String,
-        /// Redacted in the audit log and events.
+        /// Private (token holders only) and redacted in the audit log and
+        /// events.
         #[audit(redact)]
-        #[service(validate(length(min = 3, max = 32)))]
+        #[service(private, validate(length(min = 3, max = 32)))]
         pub phone: Option<String>,
         /// The ETag.
         #[service(version)]

@@ -31,7 +31,7 @@ use keel::health::{CheckPolicy, VolumeCheck};
 use keel::lifecycle::{Runtime, RuntimeConfig, StartupError};
 use keel::metrics::Metrics;
 use keel::prelude::*;
-use keel::{KeelBuilder, KeelConfig};
+use keel::{KeelBuilder, KeelConfig, View};
 use keel_axum::{Access, ApiDoc, ApiError, Operation, RateLimit, ServeConfig};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -142,11 +142,14 @@ pub async fn connect(config: &Config, subscribers: Vec<Subscription>) -> keel::R
     Ok(keel)
 }
 
-/// The OpenAPI document of the shop.
-pub fn openapi(bearer: bool) -> ApiDoc {
-    let mut doc = ApiDoc::new("shop", env!("CARGO_PKG_VERSION")).description(
-        "The example app of Keel: products, customers and orders. Errors are `{\"error\": {type, code, message, details}}`.",
-    );
+/// The OpenAPI document of the shop as callers with `view` see it
+/// ([`View::Public`]: without the private fields).
+pub fn openapi(bearer: bool, view: View) -> ApiDoc {
+    let mut doc = ApiDoc::new("shop", env!("CARGO_PKG_VERSION"))
+        .description(
+            "The example app of Keel: products, customers and orders. Errors are `{\"error\": {type, code, message, details}}`.",
+        )
+        .view(view);
     if bearer {
         doc = doc.bearer_auth();
     }
@@ -192,18 +195,38 @@ pub fn app(
     rate_limit: Option<NonZeroU32>,
 ) -> Router {
     let open = tokens.is_none();
-    let mut doc = openapi(!open).config(keel.config());
     // A rate limit, or failed sign-ins past their budget, answer 429.
-    if rate_limit.is_some() || !open {
-        doc = doc.rate_limited();
-    }
+    let limited = rate_limit.is_some() || !open;
+    let document = |view: View| {
+        let doc = openapi(!open, view).config(keel.config());
+        if limited { doc.rate_limited() } else { doc }
+    };
+    // Private fields (a product's cost, a customer's phone) are the staff's:
+    // every token holder, or everyone in open mode.
+    let reveal = move |access: &Access<'_>| open || access.identity.is_some();
+    let docs = if open {
+        keel_axum::docs_routes(document(View::All))
+    } else {
+        keel_axum::docs_routes_by_view(document(View::All), document(View::Public), |who| {
+            who.is_some()
+        })
+    };
     let api = Router::new()
-        .merge(keel_axum::routes(keel.service::<product::Entity>()).authorize(policy(open, false)))
-        .merge(keel_axum::routes(keel.service::<customer::Entity>()).authorize(policy(open, true)))
+        .merge(
+            keel_axum::routes(keel.service::<product::Entity>())
+                .authorize(policy(open, false))
+                .reveal_private(reveal),
+        )
+        .merge(
+            keel_axum::routes(keel.service::<customer::Entity>())
+                .authorize(policy(open, true))
+                .reveal_private(reveal),
+        )
         .merge(
             keel_axum::routes(keel.service::<order::Entity>())
                 .only(&ORDER_OPERATIONS)
-                .authorize(policy(open, true)),
+                .authorize(policy(open, true))
+                .reveal_private(reveal),
         )
         .merge(orders::routes(keel.clone(), open))
         // The full health report and the metrics are the staff's.
@@ -211,7 +234,7 @@ pub fn app(
             keel_axum::report_routes(runtime.health().clone(), metrics)
                 .route_layer(from_fn_with_state(open, staff_only)),
         )
-        .merge(keel_axum::docs_routes(&doc))
+        .merge(docs)
         .fallback(keel_axum::no_route)
         .method_not_allowed_fallback(keel_axum::wrong_method);
     let api = match rate_limit {

@@ -166,8 +166,24 @@ async fn crud(w: World) {
     }
 
     let path = format!("/products/{id}");
-    let (status, _, got) = w.call(&s, Method::GET, &path, None, &[]).await;
+    let (status, _, got) = w.call(&s, Method::GET, &path, None, &[AUTH]).await;
     assert_eq!((status, &got), (StatusCode::OK, &created));
+    // Anonymous callers read the same row without its private `cost_cents`.
+    let (status, _, got) = w.call(&s, Method::GET, &path, None, &[]).await;
+    let mut public = created.clone();
+    public
+        .as_object_mut()
+        .expect("a row")
+        .shift_remove("cost_cents");
+    assert_eq!((status, &got), (StatusCode::OK, &public));
+    assert_eq!(
+        got.as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>()),
+        public
+            .as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>()),
+        "the other fields keep their order"
+    );
     let (status, _, _) = w
         .call(&s, Method::GET, &path, None, &[("if-none-match", "\"1\"")])
         .await;
@@ -238,7 +254,7 @@ async fn crud(w: World) {
         (StatusCode::PRECONDITION_FAILED, "PRECONDITION_FAILED")
     );
     // The cached row is the new one.
-    let (_, _, got) = w.call(&s, Method::GET, &path, None, &[]).await;
+    let (_, _, got) = w.call(&s, Method::GET, &path, None, &[AUTH]).await;
     assert_eq!(got, updated);
 
     let (status, _, _) = w
@@ -514,7 +530,7 @@ async fn bad_input(w: World) {
     let (_, _, count) = w.call(&s, Method::GET, "/products/count", None, &[]).await;
     assert_eq!(count, json!({"count": 1}));
     let (_, _, got) = w
-        .call(&s, Method::GET, &format!("/products/{id}"), None, &[])
+        .call(&s, Method::GET, &format!("/products/{id}"), None, &[AUTH])
         .await;
     assert_eq!(got, lamp);
     s.shutdown().await;
@@ -897,6 +913,130 @@ async fn customers(w: World) {
     s.shutdown().await;
 }
 
+/// The read-side field policy: a product's `cost_cents` and a customer's
+/// `phone` are private. Anonymous callers never see them (get, cached get,
+/// list, OpenAPI) and cannot filter or sort by them; token holders can.
+async fn private_fields(w: World) {
+    let s = w.start().await;
+    let mut body = product("COST-1", 100, 5);
+    body["cost_cents"] = json!(40);
+    let (status, _, created) = w
+        .call(&s, Method::POST, "/products", Some(body), &[AUTH])
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["cost_cents"], 40, "the staff see what they wrote");
+    create_product(&w, &s, "COST-2", 200, 5).await;
+    let path = format!("/products/{}", created["id"]);
+
+    // A get, then again (the in-process tier serves the second one), then
+    // the staff's get of the same cached entry, then anonymous once more.
+    for who in [&[][..], &[][..], &[AUTH][..], &[][..], &[AUTH][..]] {
+        let (status, headers, got) = w.call(&s, Method::GET, &path, None, who).await;
+        assert_eq!(status, StatusCode::OK, "{got}");
+        assert_eq!(got["sku"], "COST-1");
+        assert!(headers.get("etag").is_some());
+        let object = got.as_object().expect("a row");
+        if who.is_empty() {
+            assert!(!object.contains_key("cost_cents"), "anonymous: {got}");
+        } else {
+            assert_eq!(got["cost_cents"], 40, "staff: {got}");
+        }
+    }
+    // Lists, with and without a token.
+    let (status, _, page) = w.call(&s, Method::GET, "/products", None, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(2));
+    assert!(!page.to_string().contains("cost_cents"), "{page}");
+    let (_, _, page) = w.call(&s, Method::GET, "/products", None, &[AUTH]).await;
+    assert_eq!(page["items"][0]["cost_cents"], 40, "{page}");
+
+    // Not filterable, not sortable, not countable by it, as if it did not exist.
+    for query in [
+        "/products?filter=cost_cents%20%3E%2010",
+        "/products?filter=cost_cents%20%3D%20null",
+        "/products?order_by=cost_cents%20desc",
+        "/products/count?filter=cost_cents%20%3E%2010",
+    ] {
+        let (status, _, body) = w.call(&s, Method::GET, query, None, &[]).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT"),
+            "{query}: {body}"
+        );
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("`cost_cents`") && !message.contains("cost_cents,"),
+            "{query}: the message names only public fields: {message}"
+        );
+        let (status, _, body) = w.call(&s, Method::GET, query, None, &[AUTH]).await;
+        assert_eq!(status, StatusCode::OK, "staff, {query}: {body}");
+    }
+    let (_, _, page) = w
+        .call(
+            &s,
+            Method::GET,
+            "/products?filter=cost_cents%20%3E%2010",
+            None,
+            &[AUTH],
+        )
+        .await;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(1), "{page}");
+
+    // An update answers the row in the caller's view too.
+    let (status, _, updated) = w
+        .call(
+            &s,
+            Method::PATCH,
+            &path,
+            Some(json!({"cost_cents": 45})),
+            &[AUTH],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["cost_cents"], 45);
+    let (_, _, got) = w.call(&s, Method::GET, &path, None, &[]).await;
+    assert!(got.get("cost_cents").is_none(), "{got}");
+    assert_eq!(got["version"], 2, "the anonymous read is fresh: {got}");
+
+    // The OpenAPI document: anonymous callers get the public one.
+    let (status, headers, public) = w.call(&s, Method::GET, "/openapi.json", None, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers.get("vary").map(|v| v.to_str().unwrap_or("")),
+        Some("Authorization")
+    );
+    let row = &public["components"]["schemas"]["Product"];
+    assert!(row["properties"]["sku"].is_object(), "{row}");
+    assert!(row["properties"]["cost_cents"].is_null(), "{row}");
+    assert!(public["components"]["schemas"]["Customer"]["properties"]["phone"].is_null());
+    let list = public["paths"]["/products"]["get"].to_string();
+    assert!(!list.contains("cost_cents"), "{list}");
+    let (_, _, full) = w
+        .call(&s, Method::GET, "/openapi.json", None, &[AUTH])
+        .await;
+    let row = &full["components"]["schemas"]["Product"];
+    assert!(row["properties"]["cost_cents"].is_object(), "{row}");
+    assert!(
+        !row["required"]
+            .as_array()
+            .is_some_and(|r| r.contains(&json!("cost_cents"))),
+        "a private field is optional: {row}"
+    );
+    assert!(
+        full["paths"]["/products"]["get"]
+            .to_string()
+            .contains("`cost_cents` (private)")
+    );
+
+    // Customers are the staff's altogether; the phone is theirs too.
+    let id = create_customer(&w, &s, "cy@example.com").await;
+    let (_, _, got) = w
+        .call(&s, Method::GET, &format!("/customers/{id}"), None, &[AUTH])
+        .await;
+    assert_eq!(got["phone"], "+44 20 7946 0000");
+    s.shutdown().await;
+}
+
 /// Health, readiness, metrics by route template, the OpenAPI document and
 /// the docs page; the data survives a restart.
 async fn operations_and_restart(w: World) {
@@ -1097,6 +1237,7 @@ const SCENARIOS: &[(&str, Scenario, bool)] = &[
     ("lists", |w| Box::pin(lists(w)), true),
     ("orders", |w| Box::pin(orders(w)), true),
     ("customers", |w| Box::pin(customers(w)), true),
+    ("private_fields", |w| Box::pin(private_fields(w)), true),
     (
         "operations_and_restart",
         |w| Box::pin(operations_and_restart(w)),

@@ -3,8 +3,9 @@
 //! numbers, deep nesting, control characters, SQL metacharacters and odd
 //! ids and query parameters on every route, with and without a valid
 //! token. Every answer is a 2xx/3xx, or a 4xx in the error envelope; never
-//! a 5xx; and a refused request writes nothing (a checksum of every table
-//! is unchanged).
+//! a 5xx; an anonymous caller never sees a private field (`cost_cents`,
+//! `phone`); and a refused request writes nothing (a checksum of every
+//! table is unchanged).
 
 use std::sync::OnceLock;
 
@@ -72,7 +73,7 @@ fn build(backend: Backend) -> Shop {
             let app = shop::app(&keel, &lifecycle, None, config.tokens.clone(), None);
             // Some rows to aim at.
             for (sku, price) in [("LAMP-1", 2500), ("MUG-1", 900)] {
-                let body = json!({"sku": sku, "name": sku, "price_cents": price, "stock": 5});
+                let body = json!({"sku": sku, "name": sku, "price_cents": price, "stock": 5, "cost_cents": price / 2});
                 let request = Request::post("/products")
                     .header("content-type", "application/json")
                     .header("authorization", format!("Bearer {TOKEN}"))
@@ -334,7 +335,20 @@ proptest! {
     }
 }
 
-/// Sends `call`; every answer clean, a refused one writes nothing.
+/// Whether `value` has, at any depth, a key the shop keeps from anonymous
+/// callers (a product's `cost_cents`, a customer's `phone`).
+fn has_private_field(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| k == "cost_cents" || k == "phone" || has_private_field(v)),
+        Value::Array(items) => items.iter().any(has_private_field),
+        _ => false,
+    }
+}
+
+/// Sends `call`; every answer clean, anonymous ones without private
+/// fields, a refused one writes nothing.
 fn hostile(backend: Backend, call: &Call) -> Result<(), TestCaseError> {
     {
         let Some(shop) = shop(backend) else {
@@ -374,6 +388,10 @@ fn hostile(backend: Backend, call: &Call) -> Result<(), TestCaseError> {
         prop_assert!(
             !status.is_server_error(),
             "{call:?} answered {status}: {body}"
+        );
+        prop_assert!(
+            call.authorised || !has_private_field(&body),
+            "{call:?} showed an anonymous caller a private field: {body}"
         );
         if status.is_client_error() {
             prop_assert!(

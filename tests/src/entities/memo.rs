@@ -1,4 +1,5 @@
-//! Memos: a plain table, no version, no soft delete, no timestamps.
+//! Memos: a plain table, no version, no soft delete, no timestamps; one
+//! private field.
 
 use keel::{Audit, Service};
 use sea_orm::entity::prelude::*;
@@ -15,8 +16,8 @@ pub struct Model {
     /// The text.
     #[service(filter, sort)]
     pub body: String,
-    /// Who it is for, if anyone.
-    #[service(filter)]
+    /// Who it is for, if anyone: private (see `View`).
+    #[service(private, filter, sort)]
     pub recipient: Option<String>,
 }
 

@@ -147,6 +147,10 @@ struct L1Entry {
     /// The value as JSON, encoded by the first hit that asks for it and
     /// shared by every later one (the entry is never changed, only replaced).
     json: Arc<OnceLock<Bytes>>,
+    /// The value as JSON without the resource's private fields (see
+    /// [`View`](crate::View)), made like `json` by the first hit that asks
+    /// for it. Not weighed: it is never larger than `json`.
+    public_json: Arc<OnceLock<Bytes>>,
     ttl: Duration,
     /// What it weighs against `l1_max_bytes`.
     weight: u32,
@@ -467,20 +471,24 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        self.get_inner(policy, scope, id, false, load)
+        self.get_inner(policy, scope, id, None, load)
             .await
             .map(|(value, _)| value)
     }
 
     /// Like [`get`](Self::get), and, when the value came from the
-    /// in-process tier, its JSON (`serde_json::to_vec` of it): encoded by
-    /// the first such hit and shared by the later ones, so that an HTTP
-    /// layer can send a hit without encoding the value again.
+    /// in-process tier, its JSON (`serde_json::to_vec` of it) without the
+    /// top-level fields `hidden` (a [`View`](crate::View)'s): encoded by the
+    /// first such hit and shared by the later ones, so that an HTTP layer
+    /// can send a hit without encoding the value again. An entry keeps two
+    /// encodings, with and without the fields of the one `hidden` list its
+    /// resource has.
     pub async fn get_with_json<T, F, Fut>(
         &self,
         policy: &CachePolicy,
         scope: &Scope,
         id: &str,
+        hidden: &'static [&'static str],
         load: F,
     ) -> Result<(T, Option<Bytes>)>
     where
@@ -488,7 +496,7 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        self.get_inner(policy, scope, id, true, load).await
+        self.get_inner(policy, scope, id, Some(hidden), load).await
     }
 
     async fn get_inner<T, F, Fut>(
@@ -496,7 +504,7 @@ impl Cache {
         policy: &CachePolicy,
         scope: &Scope,
         id: &str,
-        json: bool,
+        json: Option<&'static [&'static str]>,
         load: F,
     ) -> Result<(T, Option<Bytes>)>
     where
@@ -540,7 +548,7 @@ impl Cache {
         let l1_key = L1Key {
             parts: [&scope.base, ":q:", &hash],
         };
-        if let Some((hit, _)) = self.l1_hit(policy, &l1_key, false) {
+        if let Some((hit, _)) = self.l1_hit(policy, &l1_key, None) {
             return Ok(hit);
         }
         let stripe = self.hash_str(&scope.query_prefix());
@@ -553,12 +561,13 @@ impl Cache {
     }
 
     /// The value in the in-process tier, if it is there (counted as an L1
-    /// hit or miss), with its JSON if `json` asks for it.
+    /// hit or miss), with its JSON without the fields `json` names if it
+    /// asks for JSON.
     fn l1_hit<T: Serialize + Clone + Send + Sync + 'static>(
         &self,
         policy: &CachePolicy,
         l1_key: &L1Key<'_>,
-        json: bool,
+        json: Option<&'static [&'static str]>,
     ) -> Option<(T, Option<Bytes>)> {
         if self.inner.redis.is_some() && !policy.l1 {
             return None;
@@ -570,15 +579,16 @@ impl Cache {
         {
             self.count("l1", "hit");
             let json = json
-                .then(|| {
-                    entry
-                        .json
-                        .get_or_init(|| {
-                            serde_json::to_vec(value)
-                                .map(Bytes::from)
-                                .unwrap_or_default()
-                        })
-                        .clone()
+                .map(|hidden| {
+                    let slot = if hidden.is_empty() {
+                        &entry.json
+                    } else {
+                        &entry.public_json
+                    };
+                    slot.get_or_init(|| {
+                        crate::resource::project_json(value, hidden).unwrap_or_default()
+                    })
+                    .clone()
                 })
                 .filter(|encoded| !encoded.is_empty());
             return Some((value.clone(), json));
@@ -726,6 +736,7 @@ impl Cache {
                     key: Arc::from(key),
                     value: Arc::new(value.clone()),
                     json: Arc::new(OnceLock::from(json)),
+                    public_json: Arc::new(OnceLock::new()),
                     ttl,
                     weight,
                 },

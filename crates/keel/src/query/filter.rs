@@ -30,7 +30,7 @@ use super::exact;
 use super::lexer::{Comparator, Token, TokenKind, err, tokenize};
 use crate::resource::describe_choices;
 use crate::resource::value::{self, FieldType};
-use crate::{Error, Field, Resource};
+use crate::{Error, Field, Resource, View};
 
 /// Bounds on the size of a filter, so a request cannot make the database do unbounded work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -219,6 +219,12 @@ impl<E: Resource> Filter<E> {
 
     /// Parses `text` within `limits`. `Ok(None)` for an empty filter.
     pub fn parse_with(text: &str, limits: &QueryLimits) -> Result<Option<Self>, Error> {
+        Self::parse_in(text, limits, View::All)
+    }
+
+    /// Parses `text` within `limits` for a caller with `view`: in
+    /// [`View::Public`] the resource's private fields are unknown fields.
+    pub fn parse_in(text: &str, limits: &QueryLimits, view: View) -> Result<Option<Self>, Error> {
         let length = text.chars().count();
         if length > limits.max_filter_length {
             return Err(Error::invalid_argument(
@@ -239,6 +245,7 @@ impl<E: Resource> Filter<E> {
             clauses: 0,
             contains: 0,
             limits,
+            view,
             end: length + 1,
             entity: std::marker::PhantomData::<E>,
         };
@@ -349,6 +356,7 @@ struct Parser<'a, E> {
     clauses: usize,
     contains: usize,
     limits: &'a QueryLimits,
+    view: View,
     end: usize,
     entity: std::marker::PhantomData<E>,
 }
@@ -477,10 +485,10 @@ impl<E: Resource> Parser<'_, E> {
                 ),
             ));
         }
-        let field = find_field::<E>(name).ok_or_else(|| {
+        let field = find_field::<E>(name, self.view).ok_or_else(|| {
             let known: Vec<&str> = E::FIELDS
                 .iter()
-                .filter(|f| !f.ops.is_empty())
+                .filter(|f| !f.ops.is_empty() && self.view.shows::<E>(f.name))
                 .map(|f| f.name)
                 .collect();
             err(
@@ -606,8 +614,12 @@ impl<E: Resource> Parser<'_, E> {
     }
 }
 
-pub(crate) fn find_field<E: Resource>(name: &str) -> Option<&'static Field<E>> {
-    E::FIELDS.iter().find(|f| f.name == name)
+/// The field called `name`, if the caller's `view` shows it.
+pub(crate) fn find_field<E: Resource>(name: &str, view: View) -> Option<&'static Field<E>> {
+    E::FIELDS
+        .iter()
+        .find(|f| f.name == name)
+        .filter(|f| view.shows::<E>(f.name))
 }
 
 fn literal(token: &Token) -> Result<Literal, Error> {

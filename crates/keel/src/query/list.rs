@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::View;
+
 /// What to list: filter, order, page. Transport-neutral text, checked against
 /// the resource when the query runs.
 ///
@@ -19,6 +21,8 @@ pub struct ListQuery {
     skip: Option<u64>,
     show_deleted: bool,
     with_total_size: bool,
+    #[serde(default)]
+    view: View,
 }
 
 impl ListQuery {
@@ -75,6 +79,20 @@ impl ListQuery {
     pub fn with_total_size(mut self, count: bool) -> Self {
         self.with_total_size = count;
         self
+    }
+
+    /// Parses the filter and the order for a caller with this view: in
+    /// [`View::Public`] the resource's private fields are unknown to both
+    /// (default [`View::All`]).
+    #[must_use]
+    pub fn view(mut self, view: View) -> Self {
+        self.view = view;
+        self
+    }
+
+    /// The view the filter and the order are parsed in.
+    pub fn requested_view(&self) -> View {
+        self.view
     }
 
     /// The filter text, if any.

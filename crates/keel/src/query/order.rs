@@ -7,7 +7,7 @@ use sea_orm::{ColumnTrait, EntityTrait, Iterable, PrimaryKeyToColumn, Value};
 
 use super::filter::find_field;
 use crate::resource::value;
-use crate::{Error, Resource};
+use crate::{Error, Resource, View};
 
 /// One sort key.
 pub struct SortKey<E: EntityTrait> {
@@ -125,6 +125,12 @@ impl<E: EntityTrait> fmt::Display for OrderBy<E> {
 impl<E: Resource> OrderBy<E> {
     /// Parses `text` (`""` means by primary key).
     pub fn parse(text: &str) -> Result<Self, Error> {
+        Self::parse_in(text, View::All)
+    }
+
+    /// Parses `text` for a caller with `view`: in [`View::Public`] the
+    /// resource's private fields cannot be sorted by.
+    pub fn parse_in(text: &str, view: View) -> Result<Self, Error> {
         let mut keys: Vec<SortKey<E>> = Vec::new();
         if !text.trim().is_empty() {
             for (index, part) in text.split(',').enumerate() {
@@ -142,8 +148,12 @@ impl<E: Resource> OrderBy<E> {
                         )));
                     }
                 };
-                let field = find_field::<E>(name).filter(|f| f.sortable).ok_or_else(|| {
-                    let sortable: Vec<&str> = E::FIELDS.iter().filter(|f| f.sortable).map(|f| f.name).collect();
+                let field = find_field::<E>(name, view).filter(|f| f.sortable).ok_or_else(|| {
+                    let sortable: Vec<&str> = E::FIELDS
+                        .iter()
+                        .filter(|f| f.sortable && view.shows::<E>(f.name))
+                        .map(|f| f.name)
+                        .collect();
                     order_err(format!(
                         "cannot sort by `{name}` (sort key {position}); sortable fields are: {}",
                         sortable.join(", ")

@@ -12,6 +12,7 @@ mod key;
 mod policy;
 mod schema;
 pub(crate) mod value;
+mod view;
 
 pub use choice::Choice;
 pub(crate) use choice::describe as describe_choices;
@@ -21,6 +22,8 @@ pub use field::{Columns, Field, Ops};
 pub use key::Key;
 pub use policy::{CachePolicy, WriteAction};
 pub use schema::{Choices, FieldSchema, SchemaType};
+pub(crate) use view::project_json;
+pub use view::{Projected, View};
 
 use sea_orm::{EntityTrait, IntoActiveModel};
 use serde::Serialize;
@@ -152,6 +155,12 @@ pub trait Resource:
     const REDACTED_FIELDS: &'static [&'static str] = &[];
     /// Fields the audit log leaves out (`#[audit(skip)]` with the derive).
     const AUDIT_SKIPPED: &'static [&'static str] = &[];
+
+    /// Private fields (`#[service(private)]` with the derive): absent from
+    /// the [`View::Public`] of a row, and unknown to the filters and orders
+    /// of a query in that view. Who gets which view is the application's
+    /// decision; the service's own calls see every field.
+    const PRIVATE_FIELDS: &'static [&'static str] = &[];
 
     /// How reads are cached (off unless the resource opts in).
     const CACHE: CachePolicy = CachePolicy::DISABLED;

@@ -73,7 +73,8 @@ impl<E: Resource> std::fmt::Debug for BaseService<E> {
 pub struct RowJson<M> {
     /// The row.
     pub row: M,
-    /// `serde_json::to_vec(&row)`.
+    /// `serde_json::to_vec(&row)`, in the view asked for (see
+    /// [`BaseService::get_json_in`]).
     pub json: bytes::Bytes,
 }
 

@@ -6,7 +6,7 @@ use sea_orm::{ModelTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, 
 use super::BaseService;
 use crate::query::{Filter, ListQuery, OrderBy, Page};
 use crate::resource::value;
-use crate::{Context, Error, Resource, Result};
+use crate::{Context, Error, Resource, Result, View};
 
 /// Lists that skip more rows than this are read from the database every
 /// time: a deep offset page is rarely read twice, and would only crowd the
@@ -21,15 +21,16 @@ impl<E: Resource> BaseService<E> {
     }
 
     async fn find_row(&self, ctx: &Context, id: &E::Key) -> Result<Option<E::Model>> {
-        self.find_row_json(ctx, id, false).await.map(|(row, _)| row)
+        self.find_row_json(ctx, id, None).await.map(|(row, _)| row)
     }
 
-    /// The row, and its JSON if `json` asks for it and a cache hit had it.
+    /// The row, and its JSON in `json`'s view if it asks for one and a
+    /// cache hit had it.
     async fn find_row_json(
         &self,
         ctx: &Context,
         id: &E::Key,
-        json: bool,
+        json: Option<View>,
     ) -> Result<(Option<E::Model>, Option<bytes::Bytes>)> {
         let from_db = || {
             ctx.within_deadline(async {
@@ -41,20 +42,26 @@ impl<E: Resource> BaseService<E> {
                     .map_err(|e| self.db_error(e))
             })
         };
-        match self.cache_scope(ctx)? {
-            Some(scope) if json => {
+        match (self.cache_scope(ctx)?, json) {
+            (Some(scope), Some(view)) => {
                 self.keel
                     .cache()
-                    .get_with_json(&E::CACHE, &scope, &id.to_string(), from_db)
+                    .get_with_json(
+                        &E::CACHE,
+                        &scope,
+                        &id.to_string(),
+                        view.hidden::<E>(),
+                        from_db,
+                    )
                     .await
             }
-            Some(scope) => self
+            (Some(scope), None) => self
                 .keel
                 .cache()
                 .get(&E::CACHE, &scope, &id.to_string(), from_db)
                 .await
                 .map(|row| (row, None)),
-            None => Box::pin(from_db()).await.map(|row| (row, None)),
+            (None, _) => Box::pin(from_db()).await.map(|row| (row, None)),
         }
     }
 
@@ -100,15 +107,25 @@ impl<E: Resource> BaseService<E> {
         ctx: &Context,
         id: impl Into<E::Key>,
     ) -> Result<crate::RowJson<E::Model>> {
+        self.get_json_in(ctx, id, View::All).await
+    }
+
+    /// Like [`get_json`](Self::get_json), with the JSON in `view`: in
+    /// [`View::Public`] without the resource's private fields (the row
+    /// itself stays whole). A cached row keeps its JSON in both views.
+    pub async fn get_json_in(
+        &self,
+        ctx: &Context,
+        id: impl Into<E::Key>,
+        view: View,
+    ) -> Result<crate::RowJson<E::Model>> {
         let id = id.into();
         self.observe(ctx, "get", async {
-            let (row, json) = self.find_row_json(ctx, &id, true).await?;
+            let (row, json) = self.find_row_json(ctx, &id, Some(view)).await?;
             let row = row.ok_or_else(|| Self::not_found(&id))?;
             let json = match json {
                 Some(json) => json,
-                None => serde_json::to_vec(&row)
-                    .map(bytes::Bytes::from)
-                    .map_err(Error::internal)?,
+                None => view.to_json::<E>(&row)?,
             };
             Ok(crate::RowJson { row, json })
         })
@@ -124,9 +141,10 @@ impl<E: Resource> BaseService<E> {
     pub async fn list(&self, ctx: &Context, query: &ListQuery) -> Result<Page<E::Model>> {
         self.observe(ctx, "list", async {
             let config = self.keel.config();
+            let view = query.requested_view();
             let filter =
-                Filter::<E>::parse_with(query.filter_text().unwrap_or(""), &config.limits)?;
-            let order = OrderBy::<E>::parse(query.order_by_text().unwrap_or(""))?;
+                Filter::<E>::parse_in(query.filter_text().unwrap_or(""), &config.limits, view)?;
+            let order = OrderBy::<E>::parse_in(query.order_by_text().unwrap_or(""), view)?;
             let page_size = config.page.size(query.requested_page_size())?;
             let scope = self.scope(ctx, query.shows_deleted())?;
             let shape = format!(
@@ -235,9 +253,10 @@ impl<E: Resource> BaseService<E> {
     /// The number of rows matching the query's filter (its page settings are ignored).
     pub async fn count(&self, ctx: &Context, query: &ListQuery) -> Result<u64> {
         self.observe(ctx, "count", async {
-            let filter = Filter::<E>::parse_with(
+            let filter = Filter::<E>::parse_in(
                 query.filter_text().unwrap_or(""),
                 &self.keel.config().limits,
+                query.requested_view(),
             )?;
             let mut select = E::find().filter(self.scope(ctx, query.shows_deleted())?);
             if let Some(f) = &filter {
