@@ -713,6 +713,13 @@ impl<E: Resource> ResourceDoc<E> {
         } else {
             json!([])
         };
+        // Reads work without a token unless the application's policy says
+        // otherwise (`{}`: no token needed), so they may answer 401 too.
+        let read_security = if bearer {
+            json!([{}, {"bearer": []}])
+        } else {
+            json!([])
+        };
         let error = |description: &str| json!({"description": description, "content": {"application/json": {"schema": reference("Error")}}});
         let row = |description: &str| {
             json!({
@@ -848,7 +855,7 @@ impl<E: Resource> ResourceDoc<E> {
             (
                 format!("/{many}"),
                 json!({
-                    "get": {"tags": tag, "operationId": format!("list_{many}"), "summary": format!("List {many}"),
+                    "get": {"tags": tag, "operationId": format!("list_{many}"), "security": read_security, "summary": format!("List {many}"),
                         "parameters": list_params,
                         "responses": {"200": list_ok, "400": error("INVALID_ARGUMENT: a bad filter, order, page size or token, or an unknown parameter")}},
                     "post": {"tags": tag, "operationId": format!("create_{one}"), "summary": format!("Create a {one}"),
@@ -857,7 +864,7 @@ impl<E: Resource> ResourceDoc<E> {
             ),
             (
                 format!("/{many}/count"),
-                json!({"get": {"tags": tag, "operationId": format!("count_{many}"), "summary": format!("Count {many}"),
+                json!({"get": {"tags": tag, "operationId": format!("count_{many}"), "security": read_security, "summary": format!("Count {many}"),
                     "parameters": count_params,
                     "responses": {"200": {"description": "The count", "content": {"application/json": {"schema": reference("Count")}}},
                         "400": error("INVALID_ARGUMENT")}}}),
@@ -865,7 +872,7 @@ impl<E: Resource> ResourceDoc<E> {
             (
                 format!("/{many}/{{id}}"),
                 json!({
-                    "get": {"tags": tag, "operationId": format!("get_{one}"), "summary": format!("Get a {one}"),
+                    "get": {"tags": tag, "operationId": format!("get_{one}"), "security": read_security, "summary": format!("Get a {one}"),
                         "parameters": [id, {"name": "If-None-Match", "in": "header", "required": false, "schema": {"type": "string", "pattern": ETAG_PATTERN},
                             "description": "Answer 304 if the row is still at this version: its ETag (`\"3\"`, also `W/\"3\"` or `3`), or `*` for any version."}],
                         "responses": {"200": row(&format!("The {one}")), "304": {"description": "Not modified"},
@@ -879,7 +886,7 @@ impl<E: Resource> ResourceDoc<E> {
             ),
             (
                 format!("/{many}/{{id}}/history"),
-                json!({"get": {"tags": tag, "operationId": format!("{one}_history"), "summary": format!("The audit history of a {one}, newest first"),
+                json!({"get": {"tags": tag, "operationId": format!("{one}_history"), "security": read_security, "summary": format!("The audit history of a {one}, newest first"),
                     "parameters": [id,
                         query("page_size", json!({"type": "integer", "minimum": 1, "maximum": page.max_size}), "Entries per page.".into()),
                         query("page_token", json!({"type": "string"}), "The `next_page_token` of the previous page.".into())],

@@ -1011,6 +1011,12 @@ async fn private_fields(w: World) {
     assert!(public["components"]["schemas"]["Customer"]["properties"]["phone"].is_null());
     let list = public["paths"]["/products"]["get"].to_string();
     assert!(!list.contains("cost_cents"), "{list}");
+    // A read the policy keeps to token holders may answer 401: documented.
+    for path in ["/customers/{id}", "/products", "/products/{id}/history"] {
+        let get = &public["paths"][path]["get"];
+        assert!(get["responses"]["401"].is_object(), "{path}: {get}");
+        assert_eq!(get["security"], json!([{}, {"bearer": []}]), "{path}");
+    }
     let (_, _, full) = w
         .call(&s, Method::GET, "/openapi.json", None, &[AUTH])
         .await;
