@@ -1,5 +1,7 @@
 //! The `/docs` page, loaded in headless Chromium: the interactive API page
-//! renders from the vendored assets and lists every products operation.
+//! renders from the vendored assets and lists every products operation, in
+//! open mode and, with tokens, from the public document an anonymous
+//! browser gets.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -33,10 +35,19 @@ async fn docs_page_lists_the_products_operations() {
         eprintln!("SKIPPED: no Chromium (set KEEL_CHROMIUM or install Debian's chromium)");
         return;
     };
+    for tokens in [None, Some("staff:staff-token-0123456789abcdef0123456789")] {
+        render_and_check(&browser, tokens).await;
+    }
+}
+
+async fn render_and_check(browser: &std::path::Path, tokens: Option<&str>) {
+    let browser = browser.to_path_buf();
     let dir = std::env::temp_dir().join(format!("shop-docs-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("temporary directory");
     let db = format!("sqlite://{}?mode=rwc", dir.join("shop.db").display());
-    let server = shop::start(Config::for_database(db), Vec::new())
+    let mut config = Config::for_database(db);
+    config.tokens = tokens.map(|t| shop::Tokens::parse(t).expect("tokens"));
+    let server = shop::start(config, Vec::new())
         .await
         .expect("the shop starts");
     let url = format!("{}/docs/", server.url());
@@ -84,7 +95,7 @@ async fn docs_page_lists_the_products_operations() {
     ] {
         assert!(
             dom.contains(&format!("href=\"#/products/{op}\"")),
-            "{op} is not listed"
+            "{op} is not listed (tokens: {tokens:?})"
         );
     }
     for path in [
@@ -96,7 +107,7 @@ async fn docs_page_lists_the_products_operations() {
     ] {
         assert!(
             dom.contains(&format!("data-path=\"{path}\"")),
-            "{path} is not listed"
+            "{path} is not listed (tokens: {tokens:?})"
         );
     }
     assert!(dom.contains("opblock opblock-patch"));
