@@ -11,6 +11,7 @@ use sea_orm::ConnectionTrait;
 keel_tests::cases![
     cheap_reads_stay_fast_while_expensive_lists_flood_the_pool,
     every_connection_has_a_statement_timeout_and_a_transaction_puts_it_back,
+    a_transaction_dropped_while_it_begins_leaves_no_connection_inside_it,
 ];
 
 /// 30 lists at once, each four `:` scans and a count over 200,000 rows
@@ -165,4 +166,78 @@ async fn every_connection_has_a_statement_timeout_and_a_transaction_puts_it_back
             .unwrap_err();
         assert_eq!(err.code(), "DEADLINE_EXCEEDED", "{err:?}");
     }
+}
+
+/// Polls `future` `polls` times (yielding to the runtime in between, so
+/// that its I/O makes progress), then drops it: a caller that goes away
+/// mid-request, as a closed connection or a request timeout does.
+async fn drop_after<F: std::future::Future>(future: F, polls: usize) {
+    let mut future = std::pin::pin!(future);
+    for _ in 0..polls {
+        let ready =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(future.as_mut().poll(cx).is_ready()))
+                .await;
+        if ready {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A transaction whose caller goes away while its `BEGIN` is in flight
+/// (dropped after 0 to 40 polls, 120 times) must not leave its connection
+/// inside a transaction the driver no longer knows about: on a pool of one
+/// connection, every write after that is acknowledged and visible from
+/// another connection at once. (sqlx counts a `BEGIN` only once its answer
+/// is read; dropped earlier, the server's transaction stays open and every
+/// later statement on that connection, autocommit writes included, runs
+/// inside it, uncommitted.)
+async fn a_transaction_dropped_while_it_begins_leaves_no_connection_inside_it(env: Env) {
+    let single = env
+        .db
+        .builder()
+        .max_connections(1)
+        .connect()
+        .await
+        .expect("a Keel with one connection");
+    let products = single.service::<product::Entity>();
+    let observer = env.keel.service::<product::Entity>();
+    let ctx = Context::actor("test");
+    for attempt in 0..120usize {
+        let keel = single.clone();
+        let tx_ctx = ctx.clone();
+        drop_after(
+            async move {
+                keel.transaction(&tx_ctx, TxOptions::new(), |tx| async move {
+                    tx.service::<product::Entity>()
+                        .create(
+                            tx.context(),
+                            product::NewProduct::new(format!("T-{attempt}"), 1),
+                        )
+                        .await
+                })
+                .await
+            },
+            attempt % 41,
+        )
+        .await;
+        // Let a drop's clean-up (a rollback, the connection's return) run.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let sku = format!("W-{attempt}");
+        let written = products
+            .create(&ctx, product::NewProduct::new(sku.clone(), 1))
+            .await
+            .expect("an acknowledged write");
+        let seen = observer
+            .find(&ctx, written.id)
+            .await
+            .expect("a read from another pool");
+        assert!(
+            seen.is_some(),
+            "{}: write {sku} was acknowledged but another connection does not see it \
+             (attempt {attempt}: its connection was left inside a transaction)",
+            env.backend().name()
+        );
+    }
+    let _ = single.close().await;
 }

@@ -429,9 +429,19 @@ async fn begin(keel: &Keel, options: &TxOptions) -> Result<DatabaseTransaction> 
             ..TransactionOptions::default()
         }
     };
-    keel.db()
-        .begin_with_options(config)
+    // sqlx counts a `BEGIN` only once it has read the answer: a caller
+    // that goes away while the `BEGIN` is in flight (a closed connection, a
+    // request timeout) leaves the server inside a transaction the driver
+    // does not know about, and the connection goes back to the pool so.
+    // Every later statement on it, an autocommit write included, then runs
+    // inside that transaction, uncommitted. On a task of its own the
+    // `BEGIN` always finishes; if the caller is gone by then, the
+    // transaction is dropped there, rolled back, before the connection is
+    // used again.
+    let db = keel.db().clone();
+    tokio::spawn(async move { db.begin_with_options(config).await })
         .await
+        .map_err(|e| Error::internal(format!("the task beginning a transaction failed: {e}")))?
         .map_err(Error::from)
 }
 
