@@ -293,6 +293,30 @@ impl Keel {
         Ok(())
     }
 
+    /// Creates, if they do not exist, the indexes that resource `E`'s
+    /// declared queries need, and returns the names of those it made.
+    ///
+    /// For the key and for each sortable field (`#[service(sort)]`), one
+    /// index on (tenant, field, key) over the rows that are not
+    /// soft-deleted: lists in any declared order, their keyset pages and
+    /// counts then read an index instead of the whole table. PostgreSQL and
+    /// SQLite make it a partial index (`WHERE deleted_at IS NULL`), so
+    /// deleted rows cost it nothing; MySQL / MariaDB have no partial
+    /// indexes, and lead with `deleted_at` instead. The key gets one only on
+    /// a soft-deleted or tenant-scoped resource (otherwise the primary key
+    /// serves), and a `TEXT` column on MySQL gets none (MySQL cannot index
+    /// it whole). Each is named `{table}_keel_{field}`.
+    ///
+    /// ```no_run
+    /// # async fn demo<E: keel::Resource>(keel: keel::Keel) -> keel::Result<()> {
+    /// keel.create_table(E::default()).await?;
+    /// keel.create_indexes::<E>().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn create_indexes<E: Resource>(&self) -> Result<Vec<String>> {
+        crate::schema::create_indexes::<E>(self).await
+    }
+
     /// Creates the tables Keel itself needs (today `keel_audit`) if they do
     /// not exist, and brings one made by an older Keel up to date (on MySQL:
     /// exact text, microsecond times). Run it once at start-up, before the

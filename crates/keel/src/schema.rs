@@ -419,3 +419,132 @@ mod tests {
         }
     }
 }
+
+/// One index [`Keel::create_indexes`] makes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct QueryIndex {
+    /// Its name: `{table}_keel_{field}`.
+    pub(crate) name: String,
+    /// `CREATE INDEX …` for the backend.
+    pub(crate) sql: String,
+}
+
+/// The indexes the declared queries of `E` need on `backend`: for the key
+/// and for each sortable field, an index on (tenant, field, key) over the
+/// rows that are not soft-deleted. PostgreSQL and SQLite make it partial
+/// (`WHERE deleted_at IS NULL`); MySQL / MariaDB have no partial indexes,
+/// so `deleted_at` leads the columns instead. The key gets one only when
+/// its primary key alone does not serve (a soft-deleted or tenant-scoped
+/// resource). A text column MySQL cannot index whole (`TEXT`) gets none.
+pub(crate) fn query_indexes<E: Resource>(backend: DbBackend) -> Vec<QueryIndex> {
+    let entity = E::default();
+    let table = entity.table_name();
+    let pk = crate::query::primary_key_column::<E>();
+    let c = E::COLUMNS;
+    let quote = |ident: &str| match backend {
+        DbBackend::MySql => format!("`{}`", ident.replace('`', "``")),
+        _ => format!("\"{}\"", ident.replace('"', "\"\"")),
+    };
+    let qualified = match entity.schema_name() {
+        Some(schema) => format!("{}.{}", quote(schema), quote(table)),
+        None => quote(table),
+    };
+    let mut out = Vec::new();
+    for field in E::FIELDS {
+        let is_key = field.column.as_str() == pk.as_str();
+        if is_key && c.deleted_at.is_none() && c.tenant.is_none() {
+            continue;
+        }
+        if !is_key && !field.sortable {
+            continue;
+        }
+        if backend == DbBackend::MySql
+            && matches!(
+                sea_orm::ColumnTrait::def(&field.column).get_column_type(),
+                ColumnType::Text | ColumnType::Blob | ColumnType::Json | ColumnType::JsonBinary
+            )
+        {
+            continue;
+        }
+        let mut columns = Vec::new();
+        if let Some(tenant) = c.tenant {
+            columns.push(tenant.as_str());
+        }
+        if let (DbBackend::MySql, Some(deleted_at)) = (backend, c.deleted_at) {
+            columns.push(deleted_at.as_str());
+        }
+        columns.push(field.column.as_str());
+        if !is_key {
+            columns.push(pk.as_str());
+        }
+        let mut name = format!("{table}_keel_{}", field.name);
+        if name.len() > 60 {
+            // PostgreSQL keeps 63 bytes of a name, MySQL 64.
+            let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+            let mut cut = 47;
+            while !name.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            name = format!("{}_{hash:012x}", &name[..cut]);
+            name.truncate(60);
+        }
+        let partial = match (backend, c.deleted_at) {
+            (DbBackend::MySql, _) | (_, None) => String::new(),
+            (_, Some(deleted_at)) => format!(" WHERE {} IS NULL", quote(deleted_at.as_str())),
+        };
+        let columns: Vec<String> = columns.into_iter().map(quote).collect();
+        let sql = format!(
+            "CREATE INDEX {}{} ON {qualified} ({}){partial}",
+            if backend == DbBackend::MySql {
+                ""
+            } else {
+                "IF NOT EXISTS "
+            },
+            quote(&name),
+            columns.join(", ")
+        );
+        out.push(QueryIndex { name, sql });
+    }
+    out
+}
+
+/// Creates the missing [`query_indexes`] of `E`; returns the names of those it created.
+pub(crate) async fn create_indexes<E: Resource>(keel: &Keel) -> Result<Vec<String>> {
+    let backend = keel.backend();
+    let db = keel.db();
+    let mut created = Vec::new();
+    let table = E::default().table_name().to_owned();
+    for index in query_indexes::<E>(backend) {
+        let (sql, values): (&str, Vec<sea_orm::Value>) = match backend {
+            // MySQL has no `CREATE INDEX IF NOT EXISTS`.
+            DbBackend::MySql => (
+                "SELECT 1 FROM information_schema.statistics \
+                 WHERE table_schema = DATABASE() AND table_name = ? AND index_name = ? LIMIT 1",
+                vec![table.as_str().into(), index.name.as_str().into()],
+            ),
+            DbBackend::Postgres => (
+                "SELECT 1 FROM pg_indexes WHERE tablename = $1 AND indexname = $2 LIMIT 1",
+                vec![table.as_str().into(), index.name.as_str().into()],
+            ),
+            _ => (
+                "SELECT 1 FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND name = ? LIMIT 1",
+                vec![table.as_str().into(), index.name.as_str().into()],
+            ),
+        };
+        let exists = db
+            .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await
+            .map_err(Error::from)?
+            .is_some();
+        if exists {
+            continue;
+        }
+        db.execute_unprepared(&index.sql)
+            .await
+            .map_err(Error::from)?;
+        created.push(index.name);
+    }
+    Ok(created)
+}

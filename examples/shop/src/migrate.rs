@@ -12,6 +12,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (2, "products"),
     (3, "customers"),
     (4, "orders and order lines"),
+    (5, "indexes for the declared queries"),
 ];
 
 async fn apply(keel: &Keel, version: i64) -> keel::Result<()> {
@@ -22,6 +23,13 @@ async fn apply(keel: &Keel, version: i64) -> keel::Result<()> {
         4 => {
             keel.create_table(order::Entity).await?;
             keel.create_table(order_line::Entity).await
+        }
+        5 => {
+            keel.create_indexes::<product::Entity>().await?;
+            keel.create_indexes::<customer::Entity>().await?;
+            keel.create_indexes::<order::Entity>().await?;
+            keel.create_indexes::<order_line::Entity>().await?;
+            Ok(())
         }
         _ => Ok(()),
     }

@@ -273,7 +273,7 @@ async fn concurrent_updates_have_exactly_one_winner(env: Env) {
 /// Writers that do not say which version they expect all succeed, one after
 /// the other: no update is lost, and the audit log tells the same story, each
 /// entry starting where the one before it ended. (On PostgreSQL this is the
-/// one-statement path losing races and reading again.)
+/// one-statement update, which locks the row in its own statement.)
 async fn concurrent_updates_without_a_version_all_apply(env: Env) {
     const WRITERS: i64 = 20;
     let products = env.keel.service::<product::Entity>();

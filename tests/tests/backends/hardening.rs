@@ -12,6 +12,7 @@ keel_tests::cases![
     cheap_reads_stay_fast_while_expensive_lists_flood_the_pool,
     every_connection_has_a_statement_timeout_and_a_transaction_puts_it_back,
     a_transaction_dropped_while_it_begins_leaves_no_connection_inside_it,
+    a_write_whose_caller_goes_away_leaves_the_cache_right,
 ];
 
 /// 30 lists at once, each four `:` scans and a count over 200,000 rows
@@ -240,4 +241,72 @@ async fn a_transaction_dropped_while_it_begins_leaves_no_connection_inside_it(en
         );
     }
     let _ = single.close().await;
+}
+
+/// A caller that goes away while its update waits for a locked row (a
+/// client that closed its connection, a timeout above Keel) must not leave
+/// the cache serving a row the database no longer has: whether the write
+/// then happens or not, a later read returns what is stored. (On
+/// PostgreSQL the update is one statement, already sent: it commits once
+/// the lock is released, and its invalidation must follow.)
+async fn a_write_whose_caller_goes_away_leaves_the_cache_right(env: Env) {
+    use sea_orm::{EntityTrait, TransactionTrait};
+    let products = env.keel.service::<product::Entity>();
+    let ctx = Context::actor("test");
+    for attempt in 0..3 {
+        let p = products
+            .create(&ctx, product::NewProduct::new(format!("G-{attempt}"), 100))
+            .await
+            .unwrap();
+        assert_eq!(products.get(&ctx, p.id).await.unwrap().price_cents, 100);
+        // Another connection holds the row: the update waits for it.
+        let holder = env.keel.db().begin().await.unwrap();
+        holder
+            .execute_unprepared(&format!(
+                "UPDATE products SET stock = stock WHERE id = {}",
+                p.id
+            ))
+            .await
+            .unwrap();
+        let (writer_products, writer_ctx) = (products.clone(), ctx.clone());
+        let writer = tokio::spawn(async move {
+            writer_products
+                .update(
+                    &writer_ctx,
+                    p.id,
+                    product::ProductPatch::default().price_cents(200 + attempt),
+                )
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        writer.abort();
+        let _ = writer.await;
+        holder.commit().await.unwrap();
+        let stored = async {
+            product::Entity::find_by_id(p.id)
+                .one(env.keel.db())
+                .await
+                .unwrap()
+                .unwrap()
+        };
+        // Whatever became of the write, the service serves what is stored.
+        let mut served = products.get(&ctx, p.id).await.unwrap();
+        let mut now = stored.await;
+        for _ in 0..50 {
+            if served == now {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            served = products.get(&ctx, p.id).await.unwrap();
+            now = product::Entity::find_by_id(p.id)
+                .one(env.keel.db())
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        assert_eq!(
+            served, now,
+            "attempt {attempt}: the cache serves another row than the database has"
+        );
+    }
 }

@@ -24,6 +24,8 @@ keel_tests::cases![
     tenants_that_differ_by_case_or_a_space_are_apart,
     tenants_are_apart_in_a_table_the_user_created,
     timestamps_keep_microseconds,
+    audit_diffs_of_timestamps_are_exact_at_every_precision,
+    the_declared_queries_have_their_indexes,
     contains_folds_case_beyond_ascii_where_the_database_can,
     a_nul_in_a_filter_string_is_refused,
     enum_filters_take_the_json_form_and_refuse_unknown_values,
@@ -430,6 +432,114 @@ async fn timestamps_keep_microseconds(env: Env) {
         history.items.iter().map(|e| e.at).collect::<Vec<_>>()
     );
     assert!(history.items[1].at > history.items[2].at);
+}
+
+/// An update's audit entry records a timestamp's old value exactly as the
+/// model serialises it, whatever its precision (0, 3 or 6 fractional
+/// digits): on PostgreSQL the one-statement update writes that JSON itself.
+async fn audit_diffs_of_timestamps_are_exact_at_every_precision(env: Env) {
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let invoices = env.keel.service::<invoice::Entity>();
+    let row = invoices
+        .create(&alice(), NewInvoice::new("Ada", 1.0))
+        .await
+        .unwrap();
+    let stamps = [
+        "2026-03-04T05:06:07Z",
+        "2026-03-04T05:06:07.120Z",
+        "2026-03-04T05:06:07.000450Z",
+        "1999-12-31T23:59:59.999999Z",
+    ];
+    for (i, stamp) in stamps.into_iter().enumerate() {
+        let at: chrono::DateTime<chrono::Utc> = stamp.parse().unwrap();
+        invoice::Entity::update_many()
+            .col_expr(invoice::Column::UpdatedAt, Expr::value(at))
+            .filter(invoice::Column::Id.eq(row.id))
+            .exec(env.keel.db())
+            .await
+            .unwrap();
+        let updated = invoices
+            .update(
+                &alice(),
+                row.id,
+                InvoicePatch::default().by_post(i % 2 == 0),
+            )
+            .await
+            .unwrap();
+        let history = env
+            .keel
+            .audit_log()
+            .history::<invoice::Entity>(&alice(), row.id, &HistoryQuery::default())
+            .await
+            .unwrap();
+        let change = history.items[0]
+            .changes
+            .iter()
+            .find(|c| c.field == "updated_at")
+            .expect("updated_at changed");
+        assert_eq!(change.old, serde_json::json!(stamp), "old value of {stamp}");
+        assert_eq!(
+            change.new,
+            serde_json::to_value(updated.updated_at).unwrap()
+        );
+    }
+}
+
+/// `create_indexes` makes, once, an index for the key of a soft-deleted
+/// resource and for each sortable field; on PostgreSQL a count and a list
+/// in a declared order can read them instead of the table.
+async fn the_declared_queries_have_their_indexes(env: Env) {
+    use keel_tests::entities::product;
+    use sea_orm::TransactionTrait;
+    let made = env.keel.create_indexes::<product::Entity>().await.unwrap();
+    for name in [
+        "products_keel_id",
+        "products_keel_price_cents",
+        "products_keel_sku",
+    ] {
+        assert!(
+            made.iter().any(|m| m == name),
+            "{name} missing from {made:?}"
+        );
+    }
+    assert!(
+        !made.iter().any(|m| m == "products_keel_description"),
+        "only sortable fields: {made:?}"
+    );
+    let again = env.keel.create_indexes::<product::Entity>().await.unwrap();
+    assert!(again.is_empty(), "made twice: {again:?}");
+    if env.backend() != Backend::Postgres {
+        return;
+    }
+    let plan = |sql: &'static str| {
+        let db = env.keel.db().clone();
+        async move {
+            let tx = db.begin().await.unwrap();
+            tx.execute_unprepared("SET LOCAL enable_seqscan = off")
+                .await
+                .unwrap();
+            let rows = tx
+                .query_all_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    format!("EXPLAIN {sql}"),
+                ))
+                .await
+                .unwrap();
+            tx.rollback().await.unwrap();
+            rows.iter()
+                .map(|r| r.try_get_by_index::<String>(0).unwrap())
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    };
+    let count = plan("SELECT count(*) FROM products WHERE deleted_at IS NULL").await;
+    assert!(count.contains("products_keel_"), "{count}");
+    let list = plan(
+        "SELECT * FROM products WHERE deleted_at IS NULL ORDER BY price_cents DESC, id DESC LIMIT 20",
+    )
+    .await;
+    assert!(list.contains("products_keel_price_cents"), "{list}");
 }
 
 async fn contains_folds_case_beyond_ascii_where_the_database_can(env: Env) {

@@ -107,26 +107,71 @@ pub(crate) fn resource_changes<E: Resource>(
     changes
 }
 
-/// Appends the entry of one write, inside the write's transaction.
-pub(crate) async fn append<E: Resource, C: ConnectionTrait>(
-    conn: &C,
+/// The columns [`entry_values`] fills, in its order.
+pub(crate) const ENTRY_COLUMNS: [Column; 7] = [
+    Column::EntityId,
+    Column::Entity,
+    Column::Action,
+    Column::Actor,
+    Column::Tenant,
+    Column::RequestId,
+    Column::At,
+];
+
+/// The columns of an audit entry that a write fills before its changes are
+/// known, with their values for one write: entity id, entity, action, actor,
+/// tenant, request id and time. The key is the database's; the changes
+/// ([`Column::Changes`]) are the caller's to add.
+pub(crate) fn entry_values<E: Resource>(
     ctx: &Context,
     action: WriteAction,
-    entity_id: String,
+    entity_id: &str,
     at: DateTime<Utc>,
+) -> [(Column, sea_orm::Value); 7] {
+    let [
+        entity_id_c,
+        entity,
+        action_c,
+        actor,
+        tenant,
+        request_id,
+        at_c,
+    ] = ENTRY_COLUMNS;
+    [
+        (entity_id_c, entity_id.into()),
+        (entity, E::NAME.into()),
+        (action_c, action.as_str().into()),
+        (actor, ctx.actor_name().into()),
+        (
+            tenant,
+            sea_orm::Value::String(ctx.tenant().map(str::to_owned)),
+        ),
+        (request_id, ctx.request_id().into()),
+        (at_c, sea_orm::Value::ChronoDateTimeUtc(Some(at))),
+    ]
+}
+
+/// The audit table's name and its `changes` column, for statements that
+/// write an entry themselves.
+pub(crate) fn table() -> AuditTable {
+    AuditTable
+}
+
+/// Appends the entry of one write (its [`entry_values`] and its changes),
+/// inside the write's transaction.
+pub(crate) async fn append<C: ConnectionTrait>(
+    conn: &C,
+    values: [(Column, sea_orm::Value); 7],
     changes: &[Change],
 ) -> Result<(), DbErr> {
-    let row = entry::ActiveModel {
+    let mut row = entry::ActiveModel {
         id: sea_orm::ActiveValue::NotSet,
-        entity: sea_orm::ActiveValue::Set(E::NAME.to_owned()),
-        entity_id: sea_orm::ActiveValue::Set(entity_id),
-        action: sea_orm::ActiveValue::Set(action.as_str().to_owned()),
-        actor: sea_orm::ActiveValue::Set(ctx.actor_name().to_owned()),
-        tenant: sea_orm::ActiveValue::Set(ctx.tenant().map(str::to_owned)),
-        request_id: sea_orm::ActiveValue::Set(ctx.request_id().to_owned()),
-        at: sea_orm::ActiveValue::Set(at),
         changes: sea_orm::ActiveValue::Set(serde_json::to_value(changes).unwrap_or(Value::Null)),
+        ..Default::default()
     };
+    for (column, value) in values {
+        sea_orm::ActiveModelTrait::set(&mut row, column, value);
+    }
     AuditTable::insert(row).exec_without_returning(conn).await?;
     Ok(())
 }

@@ -16,7 +16,10 @@ mod log;
 
 pub use log::{AuditEntry, AuditLog, HistoryQuery};
 
-pub(crate) use log::{append, create_table as log_table, resource_changes};
+pub(crate) use entry::Column as EntryColumn;
+pub(crate) use log::{
+    ENTRY_COLUMNS, append, create_table as log_table, entry_values, resource_changes, table,
+};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

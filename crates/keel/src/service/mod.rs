@@ -16,12 +16,13 @@
 //! after-commit work and event dispatch.
 //!
 //! On PostgreSQL a free service's create and update take a shorter road
-//! when nothing needs the transaction (no hooks, no deadline): the write and
-//! its audit row are one statement, guarded by the version read just before
-//! (see `single.rs`). The outcome is the same; the cost is one or two
-//! statements instead of five.
+//! when nothing needs the transaction (no hooks): the write and its audit
+//! row are one statement (see `single.rs`). The outcome is the same; the
+//! cost is one statement instead of five. Both roads carry out the same
+//! [`WritePlan`](plan::WritePlan): audit entry, invalidation, event.
 
 mod bulk;
+mod plan;
 mod read;
 mod single;
 mod write;

@@ -2,46 +2,78 @@
 //!
 //! A write in a transaction of its own costs PostgreSQL five statements
 //! (`BEGIN`, `SELECT … FOR UPDATE`, the write, the audit `INSERT`,
-//! `COMMIT`). When nothing needs that transaction (no hooks, no deadline, no
-//! transaction of the caller's), a create or an update runs instead as one
-//! statement, which commits on its own:
+//! `COMMIT`). When nothing needs that transaction (no hooks, no transaction
+//! of the caller's), a create or an update runs instead as one statement,
+//! which commits on its own: one round trip. The row and its audit entry
+//! still commit together or not at all.
+//!
+//! An update reads the row, locks it, checks the expected version, writes
+//! the changed columns, works out the diff and appends the audit entry, all
+//! in one statement; it returns the row before and after:
 //!
 //! ```sql
-//! WITH "keel_row" AS (UPDATE "products" SET … WHERE "id" = $1 AND "version" = $2 … RETURNING …),
+//! WITH "keel_old" AS (SELECT * FROM "products" WHERE "id" = $1 AND "deleted_at" IS NULL FOR UPDATE),
+//!      "keel_new" AS (UPDATE "products" AS "keel_t" SET "price_cents" = $2, "updated_at" = $3,
+//!                       "version" = "keel_t"."version" + 1
+//!                     FROM "keel_old" WHERE "keel_t"."id" = "keel_old"."id"
+//!                       AND ("keel_t"."price_cents" IS DISTINCT FROM $2)
+//!                     RETURNING "keel_t".*),
+//!      "keel_entry" AS (INSERT INTO "keel_audit" (…, "changes")
+//!                       SELECT $4, …, <the diff of keel_old and keel_new> FROM "keel_old", "keel_new"
+//!                       RETURNING "changes")
+//! SELECT false AS "keel_is_new", …, "keel_old".* UNION ALL SELECT true, …, "keel_new".*
+//! ```
+//!
+//! The diff covers the written columns only, and PostgreSQL encodes each
+//! value once, as the model serialises it; so only columns whose JSON
+//! PostgreSQL writes exactly as serde does take this path (integers, text,
+//! booleans, UUIDs and `DateTime<Utc>` timestamps in `timestamptz`; debug
+//! builds check every such diff against the one worked out in Rust). The
+//! statement's text depends only on the resource and on which columns are
+//! written, and is built once for each.
+//!
+//! A create works out its audit entry before the statement runs, so only
+//! creates whose stored values are known in advance take this path: every
+//! value written is of a type PostgreSQL stores exactly as sent; the one
+//! value the database assigns, an auto-increment key, is put into the entry
+//! by the statement itself:
+//!
+//! ```sql
+//! WITH "keel_row" AS (INSERT INTO "products" (…) VALUES (…) RETURNING …),
 //!      "keel_entry" AS (INSERT INTO "keel_audit" (…) SELECT $7, … FROM "keel_row")
 //! SELECT * FROM "keel_row"
 //! ```
 //!
-//! The row and its audit entry still commit together or not at all. The
-//! entry's changes are worked out before the statement runs, so only writes
-//! whose stored values are known in advance take this path: every value
-//! written is of a type PostgreSQL stores exactly as sent (integers,
-//! floats, booleans, text, UUIDs, timestamps at microsecond precision, and
-//! `NULL` in any column); the one value
-//! the database assigns, an auto-increment key, is put into the entry by the
-//! statement itself. Anything else takes the general path.
+//! Anything else takes the general path, a transaction.
 //!
-//! An update reads the row with a plain `SELECT` and writes only if the row
-//! is still at the version read (optimistic locking). When another write got
-//! in between, it reads again; after a few lost races it takes the general
-//! path, which locks the row, so it always makes progress.
+//! Once sent, a one-statement write is a commit, which nothing cuts off
+//! half way: the context's deadline is checked before it is sent, and an
+//! update hands the time left to PostgreSQL as the statement's own
+//! `lock_timeout`, so a deadline that passes while it waits for the row's
+//! lock fails the statement there (nothing written). It runs on a task of its own,
+//! together with what follows its commit (cache invalidation, event), so a
+//! caller that goes away meanwhile (a closed connection) cannot leave a
+//! committed write with its cached row still served.
 
-use sea_orm::sea_query::{ColumnType, Query};
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use sea_orm::sea_query::{Alias, ArrayType, ColumnType, Expr, PostgresQueryBuilder, Query};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait,
-    FromQueryResult, IdenStatic, Iterable, ModelTrait, PrimaryKeyTrait, QueryFilter, QueryTrait,
+    ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityName,
+    EntityTrait, FromQueryResult, IdenStatic, Iterable, ModelTrait, PrimaryKeyTrait, QueryTrait,
     Statement, Value,
 };
 
 use super::BaseService;
-use super::write::{HookSlice, now};
-use crate::audit::{self, Change};
+use super::plan::WritePlan;
+use super::write::{ActiveModelOf, HookSlice};
+use crate::audit::{self, Change, EntryColumn};
 use crate::query::primary_key_column;
+use crate::resource::SchemaType;
 use crate::resource::value::{self, column_type};
 use crate::{Context, Error, Resource, Result, WriteAction};
-
-/// Reads an update may redo after losing a race before it locks the row instead.
-const OPTIMISTIC_ATTEMPTS: u32 = 3;
 
 /// What became of a write offered to the one-statement path.
 pub(super) enum Single<T> {
@@ -54,19 +86,48 @@ pub(super) enum Single<T> {
 /// Where the audit entry's `entity_id` comes from.
 enum EntityId {
     /// Known before the statement.
-    Known(String),
+    Known,
     /// The key the statement assigns; its value also goes into the entry's
     /// changes at this index, if the key is among them.
     Assigned(Option<usize>),
 }
 
+/// An update's rows: before, and after (`None`: it wrote nothing), with the
+/// changes its audit entry recorded.
+struct Updated<M> {
+    old: Option<M>,
+    new: Option<M>,
+    changes: Option<serde_json::Value>,
+}
+
 impl<E: Resource> BaseService<E> {
-    /// Whether a write of `ctx` may run as one statement at all.
-    fn single_statement(&self, ctx: &Context, hooks: HookSlice<'_, E>) -> bool {
-        self.tx.is_none()
-            && hooks.is_empty()
-            && ctx.deadline().is_none()
-            && self.keel.backend() == DbBackend::Postgres
+    /// Whether a write may run as one statement at all.
+    fn single_statement(&self, hooks: HookSlice<'_, E>) -> bool {
+        self.tx.is_none() && hooks.is_empty() && self.keel.backend() == DbBackend::Postgres
+    }
+
+    /// Runs `work` (one statement and what follows its commit) on a task of
+    /// its own, so that it finishes even if the caller is dropped; refused
+    /// if the context's deadline has passed already.
+    async fn detached<T: Send + 'static>(
+        &self,
+        ctx: &Context,
+        work: impl Future<Output = T> + Send + 'static,
+    ) -> Result<T> {
+        if ctx
+            .deadline()
+            .is_some_and(|d| tokio::time::Instant::now() >= d)
+        {
+            return Err(Error::DeadlineExceeded);
+        }
+        match tokio::spawn(work).await {
+            Ok(value) => Ok(value),
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(_) => Err(Error::internal(format!(
+                "{}: the runtime shut down during a write",
+                E::NAME
+            ))),
+        }
     }
 
     /// [`create`](Self::create) as one statement, if it can be.
@@ -76,7 +137,7 @@ impl<E: Resource> BaseService<E> {
         hooks: HookSlice<'_, E>,
         input: &E::Create,
     ) -> Single<E::Model> {
-        if !self.single_statement(ctx, hooks) {
+        if !self.single_statement(hooks) {
             return Single::Declined;
         }
         let Some(key_name) = E::SCHEMA.iter().find(|f| f.key).map(|f| f.name) else {
@@ -110,26 +171,46 @@ impl<E: Resource> BaseService<E> {
             return Single::Declined;
         };
         let changes = audit::resource_changes::<E>(None, Some(&predicted));
-        let entity_id = if assigned {
+        let (entity_id, key) = if assigned {
             let at = changes
                 .iter()
                 .position(|c| c.field == key_name && !E::REDACTED_FIELDS.contains(&key_name));
-            EntityId::Assigned(at)
+            (EntityId::Assigned(at), String::new())
         } else {
             match Self::key_of(&predicted) {
-                Some(key) => EntityId::Known(key.to_string()),
+                Some(key) => (EntityId::Known, key.to_string()),
                 None => return Single::Declined,
             }
         };
+        let mut plan = WritePlan::new(WriteAction::Created, key);
         let unique = Self::unique_candidates(&model);
         let mut insert = E::insert(model).into_query();
         insert.returning(returning::<E>());
-        let statement = DbBackend::Postgres.build(&insert);
+        let statement = insert_with_entry::<E>(
+            DbBackend::Postgres.build(&insert),
+            plan.audit_values::<E>(ctx),
+            entity_id,
+            &changes,
+        );
+        let (service, task_ctx) = (self.clone(), ctx.clone());
         let outcome = self
-            .run_single(ctx, WriteAction::Created, statement, entity_id, &changes)
+            .detached(ctx, async move {
+                let row = match service.keel.db().query_one_raw(statement).await? {
+                    Some(row) => E::Model::from_query_result(&row, "")?,
+                    None => return Ok(None),
+                };
+                if let Some(key) = Self::key_of(&row) {
+                    plan.key = key.to_string();
+                    plan.after_commit(&service, &task_ctx, &row, Vec::new)
+                        .run(&service.keel)
+                        .await;
+                }
+                Ok::<_, DbErr>(Some(row))
+            })
             .await;
         match outcome {
-            Ok(Some(row)) => {
+            Err(err) => Single::Ran(Err(err)),
+            Ok(Ok(Some(row))) => {
                 if cfg!(debug_assertions) {
                     let mut predicted = predicted;
                     if assigned {
@@ -137,17 +218,13 @@ impl<E: Resource> BaseService<E> {
                     }
                     debug_assert_same_row::<E>(&predicted, &row);
                 }
-                if let Some(key) = Self::key_of(&row) {
-                    self.after_single(ctx, WriteAction::Created, key.to_string(), &row, None)
-                        .await;
-                }
                 Single::Ran(Ok(row))
             }
-            Ok(None) => Single::Ran(Err(Error::internal(format!(
+            Ok(Ok(None)) => Single::Ran(Err(Error::internal(format!(
                 "{}: the insert returned no row",
                 E::NAME
             )))),
-            Err(err) => {
+            Ok(Err(err)) => {
                 let failure = self.statement_error(err, unique, None);
                 Single::Ran(Err(self.explain(ctx, failure).await))
             }
@@ -163,167 +240,455 @@ impl<E: Resource> BaseService<E> {
         patch: &E::Patch,
         expected: Option<i64>,
     ) -> Single<E::Model> {
-        let Some(version) = E::COLUMNS.version else {
-            return Single::Declined;
-        };
-        if !self.single_statement(ctx, hooks) {
+        if !self.single_statement(hooks) {
             return Single::Declined;
         }
-        let scope = match self.scope(ctx, false) {
-            Ok(scope) => scope,
-            Err(err) => return Single::Ran(Err(err)),
-        };
-        for _ in 0..OPTIMISTIC_ATTEMPTS {
-            let read = E::find()
-                .filter(self.by_key(id))
-                .filter(scope.clone())
-                .one(self.keel.db())
-                .await;
-            let old = match read {
-                Ok(Some(old)) => old,
-                Ok(None) => return Single::Ran(Err(Self::not_found(id))),
-                Err(err) => return Single::Ran(Err(self.db_error(err))),
+        let c = E::COLUMNS;
+        // The deadline bounds the wait for the row's lock: PostgreSQL's
+        // `lock_timeout`, set for this statement alone, by the statement.
+        let lock_timeout = ctx.deadline().map(|d| {
+            let left = d.saturating_duration_since(tokio::time::Instant::now());
+            format!("{}ms", left.as_millis().max(1))
+        });
+        let mut values: Vec<Value> = vec![id.clone().into(), Value::String(lock_timeout)];
+        if c.tenant.is_some() {
+            let Some(tenant) = ctx.tenant() else {
+                return Single::Ran(Err(Error::PermissionDenied {
+                    message: format!("{} requires a tenant", E::PLURAL),
+                }));
             };
-            if let Err(err) = Self::check_version(expected, &old) {
-                return Single::Ran(Err(err));
-            }
-            let (model, unique) = match self.patched(ctx, &old, patch.clone()) {
-                Ok(Some(patched)) => patched,
-                Ok(None) => return Single::Ran(Ok(old)),
-                Err(err) => return Single::Ran(Err(err)),
-            };
-            // The row as it will be stored.
-            let mut predicted = old.clone();
-            for column in E::Column::iter() {
-                if let ActiveValue::Set(v) = model.get(column)
-                    && (!stored_exactly(column.def().get_column_type(), &v)
-                        || predicted.try_set(column, v).is_err())
-                {
-                    return Single::Declined;
-                }
-            }
-            let Some(key) = Self::key_of(&old) else {
+            values.push(tenant.into());
+        }
+        if let Some(expected) = expected {
+            let Some(expected) = c
+                .version
+                .and_then(|v| value::integer(&column_type::<E>(v), expected))
+            else {
                 return Single::Declined;
             };
-            let changes = audit::resource_changes::<E>(Some(&old), Some(&predicted));
-            let mut update = E::update_many()
-                .set(model)
-                .filter(self.by_key(id))
-                .filter(version.eq(old.get(version)))
-                .filter(scope.clone())
-                .into_query();
-            update.returning(returning::<E>());
-            let statement = DbBackend::Postgres.build(&update);
-            let key = key.to_string();
-            let outcome = self
-                .run_single(
-                    ctx,
-                    WriteAction::Updated,
-                    statement,
-                    EntityId::Known(key.clone()),
-                    &changes,
-                )
-                .await;
-            match outcome {
-                Ok(Some(row)) => {
-                    debug_assert_same_row::<E>(&predicted, &row);
-                    self.after_single(ctx, WriteAction::Updated, key, &row, Some(&changes))
-                        .await;
-                    return Single::Ran(Ok(row));
-                }
-                // Another write got in between: read again.
-                Ok(None) => {}
-                Err(err) => {
-                    let failure = self.statement_error(err, unique, Some(id.clone()));
-                    return Single::Ran(Err(self.explain(ctx, failure).await));
-                }
+            values.push(expected);
+        }
+        // What the patch writes: never the key nor a server-owned column.
+        let mut model = <ActiveModelOf<E> as ActiveModelTrait>::default();
+        E::apply_patch(patch.clone(), &mut model);
+        model.not_set(primary_key_column::<E>());
+        for (column, _) in Self::server_columns() {
+            model.not_set(column);
+        }
+        let mut shape = Shape {
+            written: 0,
+            compared: 0,
+            expected: expected.is_some(),
+        };
+        for (i, column) in E::Column::iter().enumerate() {
+            if model.get(column).is_set() {
+                shape.compared |= bit(i);
             }
         }
-        tracing::debug!(
-            resource = E::NAME,
-            "update lost {OPTIMISTIC_ATTEMPTS} races; locking the row instead"
-        );
-        Single::Declined
-    }
-
-    /// Runs the write `statement` together with the insert of its audit
-    /// entry, and returns the row it wrote (`None`: it wrote nothing).
-    async fn run_single(
-        &self,
-        ctx: &Context,
-        action: WriteAction,
-        statement: Statement,
-        entity_id: EntityId,
-        changes: &[Change],
-    ) -> Result<Option<E::Model>, DbErr> {
-        let Statement { sql, values, .. } = statement;
-        let mut values = values.map(|v| v.0).unwrap_or_default();
-        let mut param = |v: Value| {
+        if shape.compared == 0 {
+            // Nothing to write: the general path reads the row and returns it.
+            return Single::Declined;
+        }
+        let plan = WritePlan::new(WriteAction::Updated, id.to_string());
+        if let Some(column) = c.updated_at
+            && let Err(err) = Self::set(
+                &mut model,
+                column,
+                value::timestamp(&column_type::<E>(column), plan.at),
+                "updated_at",
+            )
+        {
+            return Single::Ran(Err(err));
+        }
+        if let Some(column) = c.updated_by
+            && let Err(err) = Self::set(
+                &mut model,
+                column,
+                Some(Value::String(Some(ctx.actor_name().to_owned()))),
+                "updated_by",
+            )
+        {
+            return Single::Ran(Err(err));
+        }
+        for (i, column) in E::Column::iter().enumerate() {
+            let ActiveValue::Set(v) = model.get(column) else {
+                continue;
+            };
+            if i >= 64 || json_of::<E>(column).is_none() {
+                return Single::Declined;
+            }
+            shape.written |= bit(i);
             values.push(v);
-            format!("${}", values.len())
-        };
-        let key = quoted(primary_key_column::<E>().as_str());
-        let changes = Value::Json(Some(Box::new(
-            serde_json::to_value(changes).unwrap_or(serde_json::Value::Null),
-        )));
-        let (entity_id, changes) = match entity_id {
-            EntityId::Known(id) => (param(Value::from(id)), format!("{}::jsonb", param(changes))),
-            EntityId::Assigned(at) => {
-                let changes = param(changes);
-                let changes = match at {
-                    Some(at) => {
-                        format!(
-                            "jsonb_set({changes}::jsonb, '{{{at},new}}', to_jsonb(\"keel_row\".{key}))"
-                        )
-                    }
-                    None => format!("{changes}::jsonb"),
+        }
+        if let Some(version) = c.version
+            && json_of::<E>(version).is_none()
+        {
+            return Single::Declined;
+        }
+        let unique = Self::unique_candidates(&model);
+        values.extend(plan.audit_values::<E>(ctx).into_iter().map(|(_, v)| v));
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            update_sql::<E>(shape).as_ref(),
+            values,
+        );
+        let (service, task_ctx) = (self.clone(), ctx.clone());
+        let outcome = self
+            .detached(ctx, async move {
+                let rows = service.keel.db().query_all_raw(statement).await?;
+                let mut updated = Updated {
+                    old: None,
+                    new: None,
+                    changes: None,
                 };
-                (format!("\"keel_row\".{key}::text"), changes)
+                for row in &rows {
+                    let model = E::Model::from_query_result(row, "")?;
+                    if row.try_get::<bool>("", "keel_is_new")? {
+                        updated.changes = row.try_get("", "keel_changes")?;
+                        updated.new = Some(model);
+                    } else {
+                        updated.old = Some(model);
+                    }
+                }
+                if let Some(new) = &updated.new {
+                    let changes = &updated.changes;
+                    plan.after_commit(&service, &task_ctx, new, || recorded(changes))
+                        .run(&service.keel)
+                        .await;
+                }
+                Ok::<_, DbErr>(updated)
+            })
+            .await;
+        let updated = match outcome {
+            Err(err) => return Single::Ran(Err(err)),
+            Ok(Ok(updated)) => updated,
+            Ok(Err(_))
+                if ctx
+                    .deadline()
+                    .is_some_and(|d| tokio::time::Instant::now() >= d) =>
+            {
+                // Out of time waiting for the lock: nothing was written.
+                return Single::Ran(Err(Error::DeadlineExceeded));
+            }
+            Ok(Err(err)) => {
+                let failure = self.statement_error(err, unique, Some(id.clone()));
+                return Single::Ran(Err(self.explain(ctx, failure).await));
             }
         };
-        let entry = [
-            entity_id,
-            param(Value::from(E::NAME)),
-            param(Value::from(action.as_str())),
-            param(Value::from(ctx.actor_name())),
-            param(Value::String(ctx.tenant().map(str::to_owned))),
-            param(Value::from(ctx.request_id())),
-            param(Value::ChronoDateTimeUtc(Some(now()))),
-            changes,
-        ]
-        .join(", ");
-        let sql = format!(
-            "WITH \"keel_row\" AS ({sql}), \"keel_entry\" AS (INSERT INTO \"keel_audit\" \
-             (\"entity_id\", \"entity\", \"action\", \"actor\", \"tenant\", \"request_id\", \"at\", \"changes\") \
-             SELECT {entry} FROM \"keel_row\") SELECT * FROM \"keel_row\""
-        );
-        let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
-        match self.keel.db().query_one_raw(statement).await? {
-            Some(row) => Ok(Some(E::Model::from_query_result(&row, "")?)),
-            None => Ok(None),
+        let Some(old) = updated.old else {
+            return Single::Ran(Err(Self::not_found(id)));
+        };
+        if let Err(err) = Self::check_version(expected, &old) {
+            return Single::Ran(Err(err));
+        }
+        match updated.new {
+            Some(new) => {
+                if cfg!(debug_assertions) {
+                    assert_eq!(
+                        recorded(&updated.changes),
+                        audit::resource_changes::<E>(Some(&old), Some(&new)),
+                        "{}: PostgreSQL's diff differs from the model's",
+                        E::NAME
+                    );
+                }
+                Single::Ran(Ok(new))
+            }
+            // The patch changed nothing: nothing was written.
+            None => Single::Ran(Ok(old)),
         }
     }
+}
 
-    /// After a one-statement write committed: what the general path does
-    /// after its commit (cache invalidation, then the event).
-    async fn after_single(
-        &self,
-        ctx: &Context,
-        action: WriteAction,
-        key: String,
-        row: &E::Model,
-        changes: Option<&[Change]>,
-    ) {
-        if let Some(scope) = self.write_scope(ctx) {
-            self.keel
-                .cache()
-                .invalidate(&scope, std::slice::from_ref(&key))
-                .await;
+/// The changes an update's audit entry recorded, as PostgreSQL wrote them.
+fn recorded(changes: &Option<serde_json::Value>) -> Vec<Change> {
+    changes
+        .as_ref()
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// Which columns a one-statement update writes (bit `i`: the `i`th column),
+/// which of them the patch set (the statement writes only if one of those
+/// changes), and whether it checks an expected version. The statement's text
+/// depends on nothing else.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Shape {
+    written: u64,
+    compared: u64,
+    expected: bool,
+}
+
+fn bit(i: usize) -> u64 {
+    1u64.checked_shl(u32::try_from(i).unwrap_or(u32::MAX))
+        .unwrap_or(0)
+}
+
+/// The text of the one-statement update of `shape`, built once per resource
+/// and shape.
+fn update_sql<E: Resource>(shape: Shape) -> Arc<str> {
+    type Texts = RwLock<HashMap<(TypeId, Shape), Arc<str>>>;
+    static TEXTS: OnceLock<Texts> = OnceLock::new();
+    let texts = TEXTS.get_or_init(Texts::default);
+    let key = (TypeId::of::<E>(), shape);
+    if let Some(sql) = texts.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return sql.clone();
+    }
+    let sql: Arc<str> = build_update_sql::<E>(shape).into();
+    texts
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key)
+        .or_insert(sql)
+        .clone()
+}
+
+/// Builds the statement `update_single` runs. Its parameters, in order: the
+/// key; the lock timeout (`NULL`: the session's); the tenant, if the
+/// resource has one; the expected version, if
+/// `shape` checks one; the value of each written column, in column order;
+/// the audit entry's values (`audit::entry_values`).
+fn build_update_sql<E: Resource>(shape: Shape) -> String {
+    let c = E::COLUMNS;
+    let table = table_ref::<E>();
+    let pk = quoted(primary_key_column::<E>().as_str());
+    let mut n = 2;
+    let mut next = || {
+        n += 1;
+        format!("${n}")
+    };
+    // `set_config(…, true)` lasts until the end of the transaction, which is
+    // this statement; it runs before the row is locked (the lock is taken
+    // on the rows the scan and its filters return).
+    let mut old_where = vec![
+        format!("{pk} = $1"),
+        "coalesce(set_config('lock_timeout', $2, true), '') IS NOT NULL".to_owned(),
+    ];
+    if let Some(tenant) = c.tenant {
+        old_where.push(format!("{} = {}", quoted(tenant.as_str()), next()));
+    }
+    if let Some(deleted_at) = c.deleted_at {
+        old_where.push(format!("{} IS NULL", quoted(deleted_at.as_str())));
+    }
+    let mut new_where = vec![format!("\"keel_t\".{pk} = \"keel_old\".{pk}")];
+    if let (true, Some(version)) = (shape.expected, c.version) {
+        new_where.push(format!(
+            "\"keel_old\".{} = {}",
+            quoted(version.as_str()),
+            next()
+        ));
+    }
+    let mut sets = Vec::new();
+    let mut distinct = Vec::new();
+    let mut diffs = Vec::new();
+    for (i, column) in E::Column::iter().enumerate() {
+        let col = quoted(column.as_str());
+        let is_version = c.version.is_some_and(|v| is_same(v, column));
+        if shape.written & bit(i) != 0 {
+            let p = next();
+            if shape.compared & bit(i) != 0 {
+                distinct.push(format!("\"keel_t\".{col} IS DISTINCT FROM {p}"));
+            }
+            sets.push(format!("{col} = {p}"));
+        } else if is_version {
+            sets.push(format!("{col} = \"keel_t\".{col} + 1"));
+        } else {
+            continue;
         }
-        if let Some(event) = self.write_event(ctx, action, key, row, changes.unwrap_or(&[])) {
-            self.keel.events().publish(event);
+        let (Some(name), Some(json)) = (field_name::<E>(column), json_of::<E>(column)) else {
+            continue;
+        };
+        if E::AUDIT_SKIPPED.contains(&name) {
+            continue;
+        }
+        let (old, new) = (format!("\"keel_old\".{col}"), format!("\"keel_new\".{col}"));
+        let (old_json, new_json) = if E::REDACTED_FIELDS.contains(&name) {
+            let masked = format!("to_jsonb({}::text)", literal(audit::REDACTED));
+            (masked.clone(), masked)
+        } else {
+            (json.sql(&old), json.sql(&new))
+        };
+        diffs.push(format!(
+            "CASE WHEN {old} IS DISTINCT FROM {new} THEN jsonb_build_object('field', {}, 'old', {old_json}, 'new', {new_json}) END",
+            literal(name)
+        ));
+    }
+    new_where.push(format!("({})", distinct.join(" OR ")));
+    let changes = if diffs.is_empty() {
+        "'[]'::jsonb".to_owned()
+    } else {
+        format!(
+            "to_jsonb(array_remove(ARRAY[{}]::jsonb[], NULL))",
+            diffs.join(", ")
+        )
+    };
+    let changes_column = quoted(EntryColumn::Changes.as_str());
+    let mut entry_columns = Vec::new();
+    let mut entry_values = Vec::new();
+    for column in audit::ENTRY_COLUMNS {
+        entry_columns.push(quoted(column.as_str()));
+        entry_values.push(next());
+    }
+    entry_columns.push(changes_column.clone());
+    entry_values.push(changes);
+    format!(
+        "WITH \"keel_old\" AS (SELECT * FROM {table} WHERE {} FOR UPDATE), \
+         \"keel_new\" AS (UPDATE {table} AS \"keel_t\" SET {} FROM \"keel_old\" WHERE {} RETURNING \"keel_t\".*), \
+         \"keel_entry\" AS (INSERT INTO {} ({}) SELECT {} FROM \"keel_old\", \"keel_new\" RETURNING {changes_column}) \
+         SELECT false AS \"keel_is_new\", NULL::jsonb AS \"keel_changes\", {} FROM \"keel_old\" \
+         UNION ALL SELECT true, (SELECT {changes_column}::jsonb FROM \"keel_entry\"), {} FROM \"keel_new\"",
+        old_where.join(" AND "),
+        sets.join(", "),
+        new_where.join(" AND "),
+        quoted(audit::table().table_name()),
+        entry_columns.join(", "),
+        entry_values.join(", "),
+        select_list::<E>("keel_old"),
+        select_list::<E>("keel_new"),
+    )
+}
+
+/// How PostgreSQL writes a column's value as the JSON the model serialises
+/// it to.
+#[derive(Clone, Copy)]
+enum Json {
+    /// `to_jsonb` is exact: integers, text, booleans, UUIDs.
+    Plain,
+    /// `DateTime<Utc>` in a `timestamptz`: RFC 3339 in UTC with `Z`, and 0,
+    /// 3 or 6 fractional digits, as chrono writes it.
+    Utc,
+}
+
+impl Json {
+    fn sql(self, expr: &str) -> String {
+        match self {
+            Json::Plain => format!("to_jsonb({expr})"),
+            Json::Utc => {
+                let t = format!("({expr} AT TIME ZONE 'UTC')");
+                format!(
+                    "to_jsonb(to_char({t}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE \
+                     WHEN extract(microseconds FROM {t})::bigint % 1000000 = 0 THEN '' \
+                     WHEN extract(microseconds FROM {t})::bigint % 1000 = 0 THEN to_char({t}, '.MS') \
+                     ELSE to_char({t}, '.US') END || 'Z')"
+                )
+            }
         }
     }
+}
+
+/// How PostgreSQL writes `column`'s JSON, if it can write it exactly as the
+/// model serialises it.
+fn json_of<E: Resource>(column: E::Column) -> Option<Json> {
+    let name = field_name::<E>(column)?;
+    let schema = E::SCHEMA.iter().find(|f| f.name == name)?;
+    let stored = column.def().get_column_type().clone();
+    match (schema.ty, column_type::<E>(column), stored) {
+        (
+            SchemaType::Int32 | SchemaType::Int64,
+            ArrayType::TinyInt
+            | ArrayType::SmallInt
+            | ArrayType::Int
+            | ArrayType::BigInt
+            | ArrayType::TinyUnsigned
+            | ArrayType::SmallUnsigned
+            | ArrayType::Unsigned
+            | ArrayType::BigUnsigned,
+            ColumnType::TinyInteger
+            | ColumnType::SmallInteger
+            | ColumnType::Integer
+            | ColumnType::BigInteger
+            | ColumnType::TinyUnsigned
+            | ColumnType::SmallUnsigned
+            | ColumnType::Unsigned
+            | ColumnType::BigUnsigned,
+        )
+        | (SchemaType::String, ArrayType::String, ColumnType::String(_) | ColumnType::Text)
+        | (SchemaType::Boolean, ArrayType::Bool, ColumnType::Boolean)
+        | (SchemaType::Uuid, ArrayType::Uuid, ColumnType::Uuid) => Some(Json::Plain),
+        (SchemaType::DateTime, ArrayType::ChronoDateTimeUtc, ColumnType::TimestampWithTimeZone) => {
+            Some(Json::Utc)
+        }
+        _ => None,
+    }
+}
+
+/// The API name of `column`.
+fn field_name<E: Resource>(column: E::Column) -> Option<&'static str> {
+    E::FIELDS
+        .iter()
+        .find(|f| is_same(f.column, column))
+        .map(|f| f.name)
+}
+
+/// The table of `E`, quoted (with its schema, if it names one).
+fn table_ref<E: EntityTrait>() -> String {
+    let entity = E::default();
+    match entity.schema_name() {
+        Some(schema) => format!("{}.{}", quoted(schema), quoted(entity.table_name())),
+        None => quoted(entity.table_name()),
+    }
+}
+
+/// Every column of `E` read from `from`, as the model expects it (enum
+/// columns cast to text, for instance).
+fn select_list<E: EntityTrait>(from: &str) -> String {
+    let mut select = Query::select();
+    for column in E::Column::iter() {
+        select.expr_as(
+            column.select_as(Expr::col((Alias::new(from), column))),
+            Alias::new(column.as_str()),
+        );
+    }
+    let sql = select.to_string(PostgresQueryBuilder);
+    sql.strip_prefix("SELECT ").unwrap_or(&sql).to_owned()
+}
+
+/// `statement` (an insert returning the row) with the insert of its audit
+/// entry, as one statement.
+fn insert_with_entry<E: Resource>(
+    statement: Statement,
+    entry: [(EntryColumn, Value); 7],
+    entity_id: EntityId,
+    changes: &[Change],
+) -> Statement {
+    let Statement { sql, values, .. } = statement;
+    let mut values = values.map(|v| v.0).unwrap_or_default();
+    let mut param = |v: Value| {
+        values.push(v);
+        format!("${}", values.len())
+    };
+    let key = quoted(primary_key_column::<E>().as_str());
+    let changes = Value::Json(Some(Box::new(
+        serde_json::to_value(changes).unwrap_or(serde_json::Value::Null),
+    )));
+    let mut columns = Vec::new();
+    let mut exprs = Vec::new();
+    for (column, value) in entry {
+        columns.push(quoted(column.as_str()));
+        exprs.push(match (&entity_id, column) {
+            (EntityId::Assigned(_), EntryColumn::EntityId) => format!("\"keel_row\".{key}::text"),
+            _ => param(value),
+        });
+    }
+    let changes = param(changes);
+    columns.push(quoted(EntryColumn::Changes.as_str()));
+    exprs.push(match entity_id {
+        EntityId::Assigned(Some(at)) => {
+            format!("jsonb_set({changes}::jsonb, '{{{at},new}}', to_jsonb(\"keel_row\".{key}))")
+        }
+        _ => format!("{changes}::jsonb"),
+    });
+    let sql = format!(
+        "WITH \"keel_row\" AS ({sql}), \"keel_entry\" AS (INSERT INTO {} ({}) \
+         SELECT {} FROM \"keel_row\") SELECT * FROM \"keel_row\"",
+        quoted(audit::table().table_name()),
+        columns.join(", "),
+        exprs.join(", ")
+    );
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// The audit entry was worked out from `predicted`: in debug builds (the

@@ -7,6 +7,7 @@ use sea_orm::{
     Iterable, ModelTrait, PrimaryKeyTrait, QueryFilter, QuerySelect, Value,
 };
 
+use super::plan::WritePlan;
 use super::single::Single;
 use super::{BaseService, WriteError};
 use crate::event::Event;
@@ -199,14 +200,14 @@ impl<E: Resource> BaseService<E> {
     }
 
     /// The event of a write, when a subscriber wants it (no one listening:
-    /// the event is not built).
+    /// the event is not built, nor its changes worked out).
     pub(super) fn write_event(
         &self,
         ctx: &Context,
         action: WriteAction,
         key: String,
         row: &E::Model,
-        changes: &[audit::Change],
+        changes: impl FnOnce() -> Vec<audit::Change>,
     ) -> Option<Event> {
         let service = &self.keel.config().service_name;
         let wanted = self
@@ -214,8 +215,8 @@ impl<E: Resource> BaseService<E> {
             .events()
             .wants(&format!("{service}.{}", E::event_type(action)));
         wanted.then(|| {
-            let diff = (action == WriteAction::Updated).then_some(changes);
-            Event::for_write::<E>(ctx, service, action, key, row, diff)
+            let diff = (action == WriteAction::Updated).then(changes);
+            Event::for_write::<E>(ctx, service, action, key, row, diff.as_deref())
         })
     }
 
@@ -394,7 +395,8 @@ impl<E: Resource> BaseService<E> {
     }
 
     /// What every write leaves in its transaction besides the change itself:
-    /// the audit row and the event.
+    /// its plan's audit entry, and its invalidation and event queued for
+    /// after the outermost commit.
     async fn record(
         &self,
         tx: &Tx,
@@ -404,22 +406,13 @@ impl<E: Resource> BaseService<E> {
         old: Option<&E::Model>,
         new: Option<&E::Model>,
     ) -> Result<(), WriteError<E>> {
-        let id = Self::key_of(row).map(|k| k.to_string()).unwrap_or_default();
+        let key = Self::key_of(row).map(|k| k.to_string()).unwrap_or_default();
+        let plan = WritePlan::new(action, key);
         let changes = audit::resource_changes::<E>(old, new);
-        audit::append::<E, _>(tx.db(), ctx, action, id.clone(), now(), &changes)
+        audit::append(tx.db(), plan.audit_values::<E>(ctx), &changes)
             .await
             .map_err(|e| WriteError::Done(self.db_error(e)))?;
-        if let Some(event) = self.write_event(ctx, action, id.clone(), row, &changes) {
-            // The outbox row carrying this event will be written here, in the
-            // same transaction; the in-process bus gets it after the commit.
-            tx.emit(event);
-        }
-        // After the outermost commit, before the write returns: the cached
-        // row and every cached list and count of the entity go.
-        if let Some(scope) = self.write_scope(ctx) {
-            let cache = self.keel.cache().clone();
-            tx.after_commit(move || async move { cache.invalidate(&scope, &[id]).await });
-        }
+        plan.after_commit(self, ctx, row, || changes).queue(tx);
         Ok(())
     }
 
@@ -484,7 +477,7 @@ impl<E: Resource> BaseService<E> {
     }
 
     /// The server-owned columns, as `(column, role)`.
-    fn server_columns() -> impl Iterator<Item = (E::Column, &'static str)> {
+    pub(super) fn server_columns() -> impl Iterator<Item = (E::Column, &'static str)> {
         let c = E::COLUMNS;
         [
             (c.version, "version"),
