@@ -9,6 +9,8 @@
 # req/s and, per request served, the CPU time (user + system) of the server
 # process, of all processes of the PostgreSQL 15 cluster, and of the whole
 # machine. BENCH_DIR points at the harness (default ../shared/bench).
+# MAX_ID (optional) narrows the ids the scenario picks from (the harness's
+# get_cached uses 10000: the hot set the warm-up brings into the cache).
 # Examples (the databases of bench/shop-vs-baseline.sh):
 #   bench/cpu-per-request.sh baseline 18991 patch -- env DATABASE_URL=postgres://bench:bench@127.0.0.1:5432/bench ../shared/bench/target/release/axum-seaorm-peer
 #   bench/cpu-per-request.sh shop 18992 patch -- env DATABASE_URL=postgres://bench:bench@127.0.0.1:5432/shop_bench RUST_LOG=warn KEEL_DB_MAX_CONNECTIONS=16 KEEL_CACHE=off "$CARGO_TARGET_DIR/release/shop"
@@ -35,9 +37,11 @@ pg_cpu() {
   echo "$sum"
 }
 busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
-wrk -t2 -c32 -d2s -s "wrk/$scenario.lua" "http://127.0.0.1:$port" > /dev/null 2>&1 || true
+args=()
+[ -n "${MAX_ID:-}" ] && args=(-- "$MAX_ID")
+wrk -t2 -c32 -d2s -s "wrk/$scenario.lua" "http://127.0.0.1:$port" "${args[@]}" > /dev/null 2>&1 || true
 s0=$(proc_cpu "$pid") p0=$(pg_cpu) b0=$(busy)
-out=$(wrk -t2 -c32 -d10s -s "wrk/$scenario.lua" "http://127.0.0.1:$port" 2>&1)
+out=$(wrk -t2 -c32 -d10s -s "wrk/$scenario.lua" "http://127.0.0.1:$port" "${args[@]}" 2>&1)
 s1=$(proc_cpu "$pid") p1=$(pg_cpu) b1=$(busy)
 rps=$(awk '/Requests\/sec/{print $2}' <<< "$out")
 n=$(awk '/requests in/{print $1}' <<< "$out")
