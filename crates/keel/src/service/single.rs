@@ -327,6 +327,14 @@ impl<E: Resource> BaseService<E> {
         }
         let unique = Self::unique_candidates(&model);
         values.extend(plan.audit_values::<E>(ctx).into_iter().map(|(_, v)| v));
+        // The row before is sent back when it is the answer (nothing written,
+        // or a version conflict), and in debug builds, which check the diff;
+        // the changes, when the event wants them (and in debug builds).
+        let debug = cfg!(debug_assertions);
+        values.push(Value::Bool(Some(debug)));
+        values.push(Value::Bool(Some(
+            debug || self.wants_event(WriteAction::Updated),
+        )));
         let statement = Statement::from_sql_and_values(
             DbBackend::Postgres,
             update_sql::<E>(shape).as_ref(),
@@ -375,15 +383,11 @@ impl<E: Resource> BaseService<E> {
                 return Single::Ran(Err(self.explain(ctx, failure).await));
             }
         };
-        let Some(old) = updated.old else {
-            return Single::Ran(Err(Self::not_found(id)));
-        };
-        if let Err(err) = Self::check_version(expected, &old) {
-            return Single::Ran(Err(err));
-        }
-        match updated.new {
-            Some(new) => {
+        match (updated.old, updated.new) {
+            // Written: the statement checked the expected version.
+            (old, Some(new)) => {
                 if cfg!(debug_assertions) {
+                    let old = old.expect("debug builds get the row before");
                     assert_eq!(
                         recorded(&updated.changes),
                         audit::resource_changes::<E>(Some(&old), Some(&new)),
@@ -393,8 +397,13 @@ impl<E: Resource> BaseService<E> {
                 }
                 Single::Ran(Ok(new))
             }
-            // The patch changed nothing: nothing was written.
-            None => Single::Ran(Ok(old)),
+            // Another version than expected, or a patch that changed
+            // nothing: nothing was written.
+            (Some(old), None) => match Self::check_version(expected, &old) {
+                Ok(()) => Single::Ran(Ok(old)),
+                Err(err) => Single::Ran(Err(err)),
+            },
+            (None, None) => Single::Ran(Err(Self::not_found(id))),
         }
     }
 }
@@ -446,7 +455,9 @@ fn update_sql<E: Resource>(shape: Shape) -> Arc<str> {
 /// key; the lock timeout (`NULL`: the session's); the tenant, if the
 /// resource has one; the expected version, if
 /// `shape` checks one; the value of each written column, in column order;
-/// the audit entry's values (`audit::entry_values`).
+/// the audit entry's values (`audit::entry_values`); whether to send the
+/// row before back even when the row was written; whether to send the
+/// recorded changes back.
 fn build_update_sql<E: Resource>(shape: Shape) -> String {
     let c = E::COLUMNS;
     let table = table_ref::<E>();
@@ -530,12 +541,15 @@ fn build_update_sql<E: Resource>(shape: Shape) -> String {
     }
     entry_columns.push(changes_column.clone());
     entry_values.push(changes);
+    let (old_always, send_changes) = (next(), next());
     format!(
         "WITH \"keel_old\" AS (SELECT * FROM {table} WHERE {} FOR UPDATE), \
          \"keel_new\" AS (UPDATE {table} AS \"keel_t\" SET {} FROM \"keel_old\" WHERE {} RETURNING \"keel_t\".*), \
          \"keel_entry\" AS (INSERT INTO {} ({}) SELECT {} FROM \"keel_old\", \"keel_new\" RETURNING {changes_column}) \
          SELECT false AS \"keel_is_new\", NULL::jsonb AS \"keel_changes\", {} FROM \"keel_old\" \
-         UNION ALL SELECT true, (SELECT {changes_column}::jsonb FROM \"keel_entry\"), {} FROM \"keel_new\"",
+         WHERE {old_always} OR NOT EXISTS (SELECT 1 FROM \"keel_new\") \
+         UNION ALL SELECT true, CASE WHEN {send_changes} THEN (SELECT {changes_column}::jsonb FROM \"keel_entry\") END, {} \
+         FROM \"keel_new\"",
         old_where.join(" AND "),
         sets.join(", "),
         new_where.join(" AND "),
@@ -629,17 +643,27 @@ fn table_ref<E: EntityTrait>() -> String {
 }
 
 /// Every column of `E` read from `from`, as the model expects it (enum
-/// columns cast to text, for instance).
+/// columns cast to text, for instance): `"from".*` when no column needs
+/// more than its name, which keeps the statement's text short.
 fn select_list<E: EntityTrait>(from: &str) -> String {
-    let mut select = Query::select();
-    for column in E::Column::iter() {
-        select.expr_as(
-            column.select_as(Expr::col((Alias::new(from), column))),
-            Alias::new(column.as_str()),
-        );
+    let render = |cast: bool| {
+        let mut select = Query::select();
+        for column in E::Column::iter() {
+            let read = Expr::col((Alias::new(from), column));
+            select.expr_as(
+                if cast { column.select_as(read) } else { read },
+                Alias::new(column.as_str()),
+            );
+        }
+        let sql = select.to_string(PostgresQueryBuilder);
+        sql.strip_prefix("SELECT ").unwrap_or(&sql).to_owned()
+    };
+    let cast = render(true);
+    if cast == render(false) {
+        format!("{}.*", quoted(from))
+    } else {
+        cast
     }
-    let sql = select.to_string(PostgresQueryBuilder);
-    sql.strip_prefix("SELECT ").unwrap_or(&sql).to_owned()
 }
 
 /// `statement` (an insert returning the row) with the insert of its audit

@@ -199,6 +199,14 @@ impl<E: Resource> BaseService<E> {
         Ok(Some((model, unique)))
     }
 
+    /// Whether a subscriber wants the events of `action`.
+    pub(super) fn wants_event(&self, action: WriteAction) -> bool {
+        let service = &self.keel.config().service_name;
+        self.keel
+            .events()
+            .wants(&format!("{service}.{}", E::event_type(action)))
+    }
+
     /// The event of a write, when a subscriber wants it (no one listening:
     /// the event is not built, nor its changes worked out).
     pub(super) fn write_event(
@@ -209,12 +217,8 @@ impl<E: Resource> BaseService<E> {
         row: &E::Model,
         changes: impl FnOnce() -> Vec<audit::Change>,
     ) -> Option<Event> {
-        let service = &self.keel.config().service_name;
-        let wanted = self
-            .keel
-            .events()
-            .wants(&format!("{service}.{}", E::event_type(action)));
-        wanted.then(|| {
+        self.wants_event(action).then(|| {
+            let service = &self.keel.config().service_name;
             let diff = (action == WriteAction::Updated).then(changes);
             Event::for_write::<E>(ctx, service, action, key, row, diff.as_deref())
         })
