@@ -681,9 +681,11 @@ fn insert_with_entry<E: Resource>(
         format!("${}", values.len())
     };
     let key = quoted(primary_key_column::<E>().as_str());
-    let changes = Value::Json(Some(Box::new(
-        serde_json::to_value(changes).unwrap_or(serde_json::Value::Null),
-    )));
+    // Sent as text and read as `jsonb` by the statement: encoded once,
+    // without a `serde_json::Value` tree in between.
+    let changes = Value::String(Some(
+        serde_json::to_string(changes).unwrap_or_else(|_| "[]".to_owned()),
+    ));
     let mut columns = Vec::new();
     let mut exprs = Vec::new();
     for (column, value) in entry {
