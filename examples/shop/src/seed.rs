@@ -3,7 +3,12 @@
 //! Rows go in with multi-row `INSERT`s of [`BATCH`] rows, each batch in its
 //! own transaction. A bulk load is not a stream of user writes: it writes no
 //! audit rows and emits no events; it does invalidate the cached lists and
-//! counts of products (of every instance) when it is done.
+//! counts of products (of every instance) when it is done. It ends with
+//! `ANALYZE products` (PostgreSQL, SQLite): after a bulk load the planner's
+//! statistics describe the table as it was, and with them PostgreSQL would
+//! count 100,000 fresh rows through a bitmap scan of a partial index it
+//! believes nearly empty (59 ms against 22 ms for the scan it picks once
+//! the statistics are fresh).
 
 use std::time::{Duration, Instant};
 
@@ -73,6 +78,13 @@ pub async fn products(keel: &Keel, n: usize, progress: bool) -> keel::Result<See
         bar.set_position(done as u64);
     }
     bar.finish();
+    if keel.backend() != sea_orm::DbBackend::MySql {
+        use sea_orm::ConnectionTrait;
+        keel.db()
+            .execute_unprepared("ANALYZE products")
+            .await
+            .map_err(Error::from)?;
+    }
     let cache = keel.cache();
     cache
         .invalidate(
