@@ -44,6 +44,7 @@
 
 mod body;
 mod error;
+mod layers;
 mod openapi;
 mod ops;
 mod panic;
@@ -53,6 +54,7 @@ mod serve;
 
 pub use body::JsonBody;
 pub use error::{ApiError, status_of};
+pub use layers::{HttpMetricsLayer, RequestIdLayer};
 pub use openapi::{ApiDoc, docs_routes, docs_routes_by_view};
 pub use ops::{http_metrics, ops_routes, probe_routes, report_routes};
 pub use panic::{PanicResponse, catch_panic};
@@ -89,16 +91,24 @@ pub struct Identity {
     pub tenant: Option<String>,
 }
 
-/// Middleware: takes the incoming `X-Request-Id` (up to 128 visible ASCII
-/// characters) or makes one (a UUID v7), puts it in the request's
-/// extensions, and echoes it on the response.
-pub async fn request_id(mut request: Request, next: Next) -> Response {
-    let id = request
+/// The request's id: its `X-Request-Id` if it is up to 128 visible ASCII
+/// characters, a fresh UUID v7 otherwise.
+fn incoming_or_new_id(request: &Request) -> String {
+    request
         .headers()
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
+}
+
+/// Middleware: takes the incoming `X-Request-Id` (up to 128 visible ASCII
+/// characters) or makes one (a UUID v7), puts it in the request's
+/// extensions, and echoes it on the response. [`RequestIdLayer`] does the
+/// same as a tower layer, without the clone and box of the inner service
+/// that `axum::middleware::from_fn` makes for every request.
+pub async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = incoming_or_new_id(&request);
     request.extensions_mut().insert(RequestId(id.clone()));
     let mut response = panic::CURRENT_REQUEST_ID
         .scope(id.clone(), next.run(request))

@@ -121,7 +121,7 @@ type HttpHandles = (metrics::Counter, metrics::Histogram);
 type RouteHandles = Vec<(&'static str, StatusCode, HttpHandles)>;
 
 /// The method as a metric label: one of the nine standard methods, or `other`.
-fn method_label(method: &Method) -> &'static str {
+pub(crate) fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
         Method::HEAD => "HEAD",
@@ -141,7 +141,7 @@ fn method_label(method: &Method) -> &'static str {
 static HTTP_HANDLES: LazyLock<RwLock<HashMap<Box<str>, RouteHandles>>> =
     LazyLock::new(Default::default);
 
-fn http_handles(route: &str, method: &'static str, status: StatusCode) -> HttpHandles {
+pub(crate) fn http_handles(route: &str, method: &'static str, status: StatusCode) -> HttpHandles {
     let cached = Metrics::is_installed();
     if cached {
         let known = HTTP_HANDLES.read().unwrap_or_else(PoisonError::into_inner);

@@ -895,3 +895,53 @@ async fn private_fields_are_served_only_to_whom_the_app_reveals_them() {
     );
     db.destroy().await;
 }
+
+/// `RequestIdLayer` does what `from_fn(request_id)` does: an incoming id is
+/// kept (an invalid one replaced), echoed on every response, given to the
+/// handler's errors, and to the 500 envelope of a handler that panics.
+#[tokio::test]
+async fn the_request_id_layer_does_what_the_middleware_does() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let keel = db.builder().connect().await.unwrap();
+    create_tables(&keel).await;
+    let app = keel_axum::resource(keel.service::<product::Entity>())
+        .route(
+            "/boom",
+            axum::routing::get(|| async {
+                let v: Vec<i32> = Vec::new();
+                v[3].to_string()
+            }),
+        )
+        .layer(keel_axum::catch_panic())
+        .layer(keel_axum::HttpMetricsLayer)
+        .layer(keel_axum::RequestIdLayer);
+    let given = send(
+        &app,
+        "GET",
+        "/products/999",
+        None,
+        &[("x-request-id", "req-42")],
+    )
+    .await;
+    assert_eq!(given.status, StatusCode::NOT_FOUND);
+    assert_eq!(given.headers["x-request-id"], "req-42");
+    assert_eq!(given.body["error"]["details"]["request_id"], "req-42");
+    let made = send(
+        &app,
+        "GET",
+        "/products",
+        None,
+        &[("x-request-id", "bad id")],
+    )
+    .await;
+    let id = made.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert!(
+        !id.is_empty() && id != "bad id",
+        "an invalid id is replaced: {id}"
+    );
+    let boom = send(&app, "GET", "/boom", None, &[("x-request-id", "req-43")]).await;
+    assert_eq!(boom.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(boom.body["error"]["details"]["request_id"], "req-43");
+    assert_eq!(boom.headers["x-request-id"], "req-43");
+    db.destroy().await;
+}

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::Response;
 use keel::event::Subscription;
 use keel::health::{CheckPolicy, VolumeCheck};
@@ -256,8 +256,8 @@ pub fn app(
     .layer(from_fn_with_state(runtime.clone(), track_work))
     // A panic anywhere inside is a 500 envelope with the request id, counted.
     .layer(keel_axum::catch_panic())
-    .layer(from_fn(keel_axum::http_metrics))
-    .layer(from_fn(keel_axum::request_id))
+    .layer(keel_axum::HttpMetricsLayer)
+    .layer(keel_axum::RequestIdLayer)
 }
 
 /// `401` for a caller without a token, unless the shop is open.

@@ -1,0 +1,163 @@
+//! [`request_id`](crate::request_id) and [`http_metrics`](crate::http_metrics)
+//! as tower layers.
+//!
+//! `axum::middleware::from_fn` clones the inner service and boxes it, and
+//! boxes the middleware's future, on every request. These layers do the
+//! same work as the functions with neither: the inner service is called as
+//! it is and its future wrapped in place.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::HeaderValue;
+use axum::response::Response;
+use tokio::task::futures::TaskLocalFuture;
+use tower::{Layer, Service};
+
+use crate::{REQUEST_ID, RequestId};
+
+/// [`request_id`](crate::request_id) as a layer:
+/// `.layer(keel_axum::RequestIdLayer)`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequestIdLayer;
+
+impl<S> Layer<S> for RequestIdLayer {
+    type Service = RequestIdService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestIdService { inner }
+    }
+}
+
+/// The service of [`RequestIdLayer`].
+#[derive(Clone, Debug)]
+pub struct RequestIdService<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for RequestIdService<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = RequestIdFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let id = crate::incoming_or_new_id(&request);
+        let header = HeaderValue::from_str(&id).ok();
+        request.extensions_mut().insert(RequestId(id.clone()));
+        RequestIdFuture {
+            inner: crate::panic::CURRENT_REQUEST_ID.scope(id, self.inner.call(request)),
+            header,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`RequestIdService`]: the inner one, with the
+    /// request id in its task-local scope, stamping the id on the response.
+    pub struct RequestIdFuture<F> {
+        #[pin]
+        inner: TaskLocalFuture<String, F>,
+        header: Option<HeaderValue>,
+    }
+}
+
+impl<F, E> Future for RequestIdFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = std::task::ready!(this.inner.poll(cx))?;
+        if let Some(value) = this.header.take() {
+            response.headers_mut().insert(REQUEST_ID, value);
+        }
+        Poll::Ready(Ok(response))
+    }
+}
+
+/// [`http_metrics`](crate::http_metrics) as a layer:
+/// `.layer(keel_axum::HttpMetricsLayer)`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HttpMetricsLayer;
+
+impl<S> Layer<S> for HttpMetricsLayer {
+    type Service = HttpMetricsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        HttpMetricsService { inner }
+    }
+}
+
+/// The service of [`HttpMetricsLayer`].
+#[derive(Clone, Debug)]
+pub struct HttpMetricsService<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for HttpMetricsService<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = HttpMetricsFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        let method = crate::ops::method_label(request.method());
+        HttpMetricsFuture {
+            inner: self.inner.call(request),
+            route,
+            method,
+            started: Instant::now(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`HttpMetricsService`]: the inner one,
+    /// counting and timing the response when it is ready.
+    pub struct HttpMetricsFuture<F> {
+        #[pin]
+        inner: F,
+        route: Option<MatchedPath>,
+        method: &'static str,
+        started: Instant,
+    }
+}
+
+impl<F, E> Future for HttpMetricsFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = std::task::ready!(this.inner.poll(cx))?;
+        let (counter, histogram) = crate::ops::http_handles(
+            this.route.as_ref().map_or("unmatched", MatchedPath::as_str),
+            this.method,
+            response.status(),
+        );
+        counter.increment(1);
+        histogram.record(this.started.elapsed().as_secs_f64());
+        Poll::Ready(Ok(response))
+    }
+}
