@@ -72,7 +72,7 @@ use super::write::{ActiveModelOf, HookSlice};
 use crate::audit::{self, Change, EntryColumn};
 use crate::query::primary_key_column;
 use crate::resource::SchemaType;
-use crate::resource::value::{self, column_type};
+use crate::resource::value::{self, FieldType, column_type};
 use crate::{Context, Error, Resource, Result, WriteAction};
 
 /// What became of a write offered to the one-statement path.
@@ -314,17 +314,17 @@ impl<E: Resource> BaseService<E> {
             let ActiveValue::Set(v) = model.get(column) else {
                 continue;
             };
-            if i >= 64 || json_of::<E>(column).is_none() {
+            if i >= 64 {
                 return Single::Declined;
             }
             shape.written |= bit(i);
             values.push(v);
         }
-        if let Some(version) = c.version
-            && json_of::<E>(version).is_none()
-        {
+        // `None`: a written column PostgreSQL cannot diff as the model
+        // would (decided once per shape, with the statement's text).
+        let Some(sql) = update_sql::<E>(shape) else {
             return Single::Declined;
-        }
+        };
         let unique = Self::unique_candidates(&model);
         values.extend(plan.audit_values::<E>(ctx).into_iter().map(|(_, v)| v));
         // The row before is sent back when it is the answer (nothing written,
@@ -335,11 +335,7 @@ impl<E: Resource> BaseService<E> {
         values.push(Value::Bool(Some(
             debug || self.wants_event(WriteAction::Updated),
         )));
-        let statement = Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            update_sql::<E>(shape).as_ref(),
-            values,
-        );
+        let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql.as_ref(), values);
         let (service, task_ctx) = (self.clone(), ctx.clone());
         let outcome = self
             .detached(ctx, async move {
@@ -433,16 +429,16 @@ fn bit(i: usize) -> u64 {
 }
 
 /// The text of the one-statement update of `shape`, built once per resource
-/// and shape.
-fn update_sql<E: Resource>(shape: Shape) -> Arc<str> {
-    type Texts = RwLock<HashMap<(TypeId, Shape), Arc<str>>>;
+/// and shape; `None` (also kept) when the shape cannot be one statement.
+fn update_sql<E: Resource>(shape: Shape) -> Option<Arc<str>> {
+    type Texts = RwLock<HashMap<(TypeId, Shape), Option<Arc<str>>>>;
     static TEXTS: OnceLock<Texts> = OnceLock::new();
     let texts = TEXTS.get_or_init(Texts::default);
     let key = (TypeId::of::<E>(), shape);
     if let Some(sql) = texts.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return sql.clone();
     }
-    let sql: Arc<str> = build_update_sql::<E>(shape).into();
+    let sql: Option<Arc<str>> = build_update_sql::<E>(shape).map(Into::into);
     texts
         .write()
         .unwrap_or_else(|e| e.into_inner())
@@ -457,8 +453,9 @@ fn update_sql<E: Resource>(shape: Shape) -> Arc<str> {
 /// `shape` checks one; the value of each written column, in column order;
 /// the audit entry's values (`audit::entry_values`); whether to send the
 /// row before back even when the row was written; whether to send the
-/// recorded changes back.
-fn build_update_sql<E: Resource>(shape: Shape) -> String {
+/// recorded changes back. `None` when a written column (or the version) is
+/// not one whose JSON PostgreSQL writes as the model serialises it.
+fn build_update_sql<E: Resource>(shape: Shape) -> Option<String> {
     let c = E::COLUMNS;
     let table = table_ref::<E>();
     let pk = quoted(primary_key_column::<E>().as_str());
@@ -505,9 +502,7 @@ fn build_update_sql<E: Resource>(shape: Shape) -> String {
         } else {
             continue;
         }
-        let (Some(name), Some(json)) = (field_name::<E>(column), json_of::<E>(column)) else {
-            continue;
-        };
+        let (name, json) = (field_name::<E>(column)?, json_of::<E>(column)?);
         if E::AUDIT_SKIPPED.contains(&name) {
             continue;
         }
@@ -542,7 +537,7 @@ fn build_update_sql<E: Resource>(shape: Shape) -> String {
     entry_columns.push(changes_column.clone());
     entry_values.push(changes);
     let (old_always, send_changes) = (next(), next());
-    format!(
+    Some(format!(
         "WITH \"keel_old\" AS (SELECT * FROM {table} WHERE {} FOR UPDATE), \
          \"keel_new\" AS (UPDATE {table} AS \"keel_t\" SET {} FROM \"keel_old\" WHERE {} RETURNING \"keel_t\".*), \
          \"keel_entry\" AS (INSERT INTO {} ({}) SELECT {} FROM \"keel_old\", \"keel_new\" RETURNING {changes_column}) \
@@ -558,7 +553,7 @@ fn build_update_sql<E: Resource>(shape: Shape) -> String {
         entry_values.join(", "),
         select_list::<E>("keel_old"),
         select_list::<E>("keel_new"),
-    )
+    ))
 }
 
 /// How PostgreSQL writes a column's value as the JSON the model serialises
@@ -595,30 +590,21 @@ fn json_of<E: Resource>(column: E::Column) -> Option<Json> {
     let name = field_name::<E>(column)?;
     let schema = E::SCHEMA.iter().find(|f| f.name == name)?;
     let stored = column.def().get_column_type().clone();
-    match (schema.ty, column_type::<E>(column), stored) {
-        (
-            SchemaType::Int32 | SchemaType::Int64,
-            ArrayType::TinyInt
-            | ArrayType::SmallInt
-            | ArrayType::Int
-            | ArrayType::BigInt
-            | ArrayType::TinyUnsigned
-            | ArrayType::SmallUnsigned
-            | ArrayType::Unsigned
-            | ArrayType::BigUnsigned,
-            ColumnType::TinyInteger
-            | ColumnType::SmallInteger
-            | ColumnType::Integer
-            | ColumnType::BigInteger
-            | ColumnType::TinyUnsigned
-            | ColumnType::SmallUnsigned
-            | ColumnType::Unsigned
-            | ColumnType::BigUnsigned,
-        )
-        | (SchemaType::String, ArrayType::String, ColumnType::String(_) | ColumnType::Text)
-        | (SchemaType::Boolean, ArrayType::Bool, ColumnType::Boolean)
-        | (SchemaType::Uuid, ArrayType::Uuid, ColumnType::Uuid) => Some(Json::Plain),
-        (SchemaType::DateTime, ArrayType::ChronoDateTimeUtc, ColumnType::TimestampWithTimeZone) => {
+    let value = column_type::<E>(column);
+    match (schema.ty, FieldType::of(&value), stored) {
+        (SchemaType::Int32 | SchemaType::Int64, FieldType::Int, ty) if is_integer(&ty) => {
+            Some(Json::Plain)
+        }
+        (SchemaType::String, FieldType::Text, ColumnType::String(_) | ColumnType::Text)
+            if value == ArrayType::String =>
+        {
+            Some(Json::Plain)
+        }
+        (SchemaType::Boolean, FieldType::Bool, ColumnType::Boolean)
+        | (SchemaType::Uuid, FieldType::Uuid, ColumnType::Uuid) => Some(Json::Plain),
+        (SchemaType::DateTime, _, ColumnType::TimestampWithTimeZone)
+            if value == ArrayType::ChronoDateTimeUtc =>
+        {
             Some(Json::Utc)
         }
         _ => None,
@@ -744,6 +730,21 @@ fn is_same<C: ColumnTrait>(a: C, b: C) -> bool {
     a.as_column_ref() == b.as_column_ref()
 }
 
+/// Whether `ty` is one of the integer column types.
+fn is_integer(ty: &ColumnType) -> bool {
+    matches!(
+        ty,
+        ColumnType::TinyInteger
+            | ColumnType::SmallInteger
+            | ColumnType::Integer
+            | ColumnType::BigInteger
+            | ColumnType::TinyUnsigned
+            | ColumnType::SmallUnsigned
+            | ColumnType::Unsigned
+            | ColumnType::BigUnsigned
+    )
+}
+
 fn quoted(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
@@ -754,26 +755,19 @@ fn stored_exactly(ty: &ColumnType, v: &Value) -> bool {
     if value::is_null(v) {
         return true;
     }
-    let exact_type = matches!(
-        ty,
-        ColumnType::String(_)
-            | ColumnType::Text
-            | ColumnType::TinyInteger
-            | ColumnType::SmallInteger
-            | ColumnType::Integer
-            | ColumnType::BigInteger
-            | ColumnType::TinyUnsigned
-            | ColumnType::SmallUnsigned
-            | ColumnType::Unsigned
-            | ColumnType::BigUnsigned
-            | ColumnType::Float
-            | ColumnType::Double
-            | ColumnType::Boolean
-            | ColumnType::Uuid
-            | ColumnType::DateTime
-            | ColumnType::Timestamp
-            | ColumnType::TimestampWithTimeZone
-    );
+    let exact_type = is_integer(ty)
+        || matches!(
+            ty,
+            ColumnType::String(_)
+                | ColumnType::Text
+                | ColumnType::Float
+                | ColumnType::Double
+                | ColumnType::Boolean
+                | ColumnType::Uuid
+                | ColumnType::DateTime
+                | ColumnType::Timestamp
+                | ColumnType::TimestampWithTimeZone
+        );
     exact_type
         && match v {
             Value::Bool(_)
