@@ -1,5 +1,6 @@
 //! [`request_id`](crate::request_id) and [`http_metrics`](crate::http_metrics)
-//! as tower layers.
+//! as tower layers, and [`InFlightLayer`], which counts each request as
+//! work a graceful shutdown waits for.
 //!
 //! `axum::middleware::from_fn` clones the inner service and boxes it, and
 //! boxes the middleware's future, on every request. These layers do the
@@ -14,6 +15,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
 use axum::response::Response;
+use keel::lifecycle::{Runtime, WorkGuard};
 use tokio::task::futures::TaskLocalFuture;
 use tower::{Layer, Service};
 
@@ -159,5 +161,81 @@ where
         counter.increment(1);
         histogram.record(this.started.elapsed().as_secs_f64());
         Poll::Ready(Ok(response))
+    }
+}
+
+/// Counts every request as in-flight work of a [`Runtime`] until its
+/// response is ready, so that [`Runtime::drain`] waits for it:
+/// `.layer(keel_axum::InFlightLayer::new(runtime.clone()))`.
+#[derive(Clone, Debug)]
+pub struct InFlightLayer {
+    runtime: Runtime,
+}
+
+impl InFlightLayer {
+    /// Requests become `runtime`'s in-flight work.
+    pub fn new(runtime: Runtime) -> Self {
+        InFlightLayer { runtime }
+    }
+}
+
+impl<S> Layer<S> for InFlightLayer {
+    type Service = InFlightService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        InFlightService {
+            inner,
+            runtime: self.runtime.clone(),
+        }
+    }
+}
+
+/// The service of [`InFlightLayer`].
+#[derive(Clone, Debug)]
+pub struct InFlightService<S> {
+    inner: S,
+    runtime: Runtime,
+}
+
+impl<S> Service<Request> for InFlightService<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = InFlightFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let guard = self.runtime.work();
+        InFlightFuture {
+            inner: self.inner.call(request),
+            guard: Some(guard),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`InFlightService`]: the inner one, holding
+    /// the work guard until the response is ready (or the request is
+    /// dropped).
+    pub struct InFlightFuture<F> {
+        #[pin]
+        inner: F,
+        guard: Option<WorkGuard>,
+    }
+}
+
+impl<F: Future> Future for InFlightFuture<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let output = std::task::ready!(this.inner.poll(cx));
+        this.guard.take();
+        Poll::Ready(output)
     }
 }

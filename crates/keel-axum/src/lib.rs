@@ -54,7 +54,7 @@ mod serve;
 
 pub use body::JsonBody;
 pub use error::{ApiError, status_of};
-pub use layers::{HttpMetricsLayer, RequestIdLayer};
+pub use layers::{HttpMetricsLayer, InFlightLayer, RequestIdLayer};
 pub use openapi::{ApiDoc, docs_routes, docs_routes_by_view};
 pub use ops::{http_metrics, ops_routes, probe_routes, report_routes};
 pub use panic::{PanicResponse, catch_panic};

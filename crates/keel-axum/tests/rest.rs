@@ -945,3 +945,39 @@ async fn the_request_id_layer_does_what_the_middleware_does() {
     assert_eq!(boom.headers["x-request-id"], "req-43");
     db.destroy().await;
 }
+
+#[tokio::test]
+async fn the_in_flight_layer_counts_a_request_until_its_response_is_ready() {
+    let runtime = keel::lifecycle::Runtime::builder("svc", "1")
+        .build()
+        .unwrap();
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let wait = release.clone();
+    let app = Router::new()
+        .route(
+            "/slow",
+            axum::routing::get(move || async move {
+                wait.notified().await;
+                "done"
+            }),
+        )
+        .layer(keel_axum::InFlightLayer::new(runtime.clone()));
+    let request = || Request::get("/slow").body(Body::empty()).unwrap();
+    let served = tokio::spawn(app.clone().oneshot(request()));
+    while runtime.in_flight() == 0 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(runtime.in_flight(), 1);
+    release.notify_one();
+    let response = served.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(runtime.in_flight(), 0, "released with the response");
+    // A request whose caller goes away is released too.
+    let abandoned = tokio::spawn(app.oneshot(request()));
+    while runtime.in_flight() == 0 {
+        tokio::task::yield_now().await;
+    }
+    abandoned.abort();
+    let _ = abandoned.await;
+    assert_eq!(runtime.in_flight(), 0, "released when dropped");
+}

@@ -7,13 +7,17 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request, State};
+use std::future::Ready;
+use std::task::{Context, Poll};
+
+use axum::extract::{ConnectInfo, Request};
 use axum::http::header;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::future::Either;
 use keel_axum::{ApiError, Identity, RateLimit};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tower::{Layer, Service};
 
 /// The fewest characters a token has: guessing one must be hopeless.
 pub const MIN_TOKEN_LENGTH: usize = 32;
@@ -145,35 +149,89 @@ impl Auth {
     }
 }
 
-/// Middleware: a valid `Authorization: Bearer <token>` puts the actor's
-/// [`Identity`] in the request; an invalid or malformed one is answered
-/// `401 UNAUTHENTICATED` at once; none leaves the request anonymous (the
-/// routes' policies decide what an anonymous caller may do). A client with
-/// more than [`FAILURES_PER_MINUTE`] failed sign-ins is answered `429
-/// RATE_LIMITED` before its token is looked at. In the open development
-/// mode every request is the actor `dev`.
-pub async fn authenticate(
-    State(auth): State<Arc<Auth>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let Some(tokens) = &auth.tokens else {
-        request.extensions_mut().insert(Identity {
-            actor: "dev".to_owned(),
-            tenant: None,
-        });
-        return next.run(request).await;
-    };
-    let header = request.headers().get(header::AUTHORIZATION).cloned();
-    if let Some(value) = header {
+/// The authentication layer: a valid `Authorization: Bearer <token>` puts
+/// the actor's [`Identity`] in the request; an invalid or malformed one is
+/// answered `401 UNAUTHENTICATED` at once; none leaves the request
+/// anonymous (the routes' policies decide what an anonymous caller may
+/// do). A client with more than [`FAILURES_PER_MINUTE`] failed sign-ins is
+/// answered `429 RATE_LIMITED` before its token is looked at. In the open
+/// development mode every request is the actor `dev`.
+///
+/// A tower layer rather than `axum::middleware::from_fn`, which clones and
+/// boxes the inner service and boxes its future on every request.
+#[derive(Clone)]
+pub struct AuthLayer {
+    auth: Arc<Auth>,
+}
+
+impl AuthLayer {
+    /// Authenticates with `auth`'s tokens.
+    pub fn new(auth: Auth) -> Self {
+        AuthLayer {
+            auth: Arc::new(auth),
+        }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = Authenticate<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Authenticate {
+            inner,
+            auth: self.auth.clone(),
+        }
+    }
+}
+
+/// The service of [`AuthLayer`].
+#[derive(Clone)]
+pub struct Authenticate<S> {
+    inner: S,
+    auth: Arc<Auth>,
+}
+
+impl<S> Service<Request> for Authenticate<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Either<S::Future, Ready<Result<Response, S::Error>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        match self.auth.admit(&mut request) {
+            Ok(()) => Either::Left(self.inner.call(request)),
+            Err(refused) => Either::Right(std::future::ready(Ok(refused))),
+        }
+    }
+}
+
+impl Auth {
+    /// Puts the caller's identity in `request`, or answers it.
+    fn admit(&self, request: &mut Request) -> Result<(), Response> {
+        let Some(tokens) = &self.tokens else {
+            request.extensions_mut().insert(Identity {
+                actor: "dev".to_owned(),
+                tenant: None,
+            });
+            return Ok(());
+        };
+        let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+            return Ok(());
+        };
         let client = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(peer)| peer.ip());
-        if let Some(wait) = auth.blocked_for(client) {
-            return ApiError::rate_limited(wait)
+        if let Some(wait) = self.blocked_for(client) {
+            return Err(ApiError::rate_limited(wait)
                 .for_request(request.extensions())
-                .into_response();
+                .into_response());
         }
         let actor = value
             .to_str()
@@ -190,17 +248,17 @@ pub async fn authenticate(
                     tenant: None,
                 };
                 request.extensions_mut().insert(identity);
+                Ok(())
             }
             None => {
-                let err = match auth.failed(client) {
+                let err = match self.failed(client) {
                     Some(wait) => ApiError::rate_limited(wait),
                     None => ApiError::unauthenticated("the bearer token is not valid"),
                 };
-                return err.for_request(request.extensions()).into_response();
+                Err(err.for_request(request.extensions()).into_response())
             }
         }
     }
-    next.run(request).await
 }
 
 #[cfg(test)]

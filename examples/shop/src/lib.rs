@@ -249,11 +249,9 @@ pub fn app(
         keel_axum::probe_routes(runtime.health().clone())
             .method_not_allowed_fallback(keel_axum::wrong_method),
     )
-    .layer(from_fn_with_state(
-        Arc::new(auth::Auth::new(tokens)),
-        auth::authenticate,
-    ))
-    .layer(from_fn_with_state(runtime.clone(), track_work))
+    .layer(auth::AuthLayer::new(auth::Auth::new(tokens)))
+    // Each request is in-flight work a graceful shutdown waits for.
+    .layer(keel_axum::InFlightLayer::new(runtime.clone()))
     // A panic anywhere inside is a 500 envelope with the request id, counted.
     .layer(keel_axum::catch_panic())
     .layer(keel_axum::HttpMetricsLayer)
@@ -268,12 +266,6 @@ async fn staff_only(State(open): State<bool>, request: Request, next: Next) -> R
     let err =
         ApiError::unauthenticated("this needs a valid bearer token (Authorization: Bearer ...)");
     axum::response::IntoResponse::into_response(err.for_request(request.extensions()))
-}
-
-/// Each request is in-flight work a graceful shutdown waits for.
-async fn track_work(State(runtime): State<Runtime>, request: Request, next: Next) -> Response {
-    let _guard = runtime.work();
-    next.run(request).await
 }
 
 /// A running shop.

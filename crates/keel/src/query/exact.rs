@@ -19,7 +19,7 @@
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func};
 use sea_orm::{ColumnTrait, DbBackend, Value};
 
-fn is_text(value: &Value) -> bool {
+pub(crate) fn is_text(value: &Value) -> bool {
     matches!(value, Value::String(Some(_)) | Value::Char(Some(_)))
 }
 

@@ -25,6 +25,7 @@ mod bulk;
 mod plan;
 mod read;
 mod single;
+mod texts;
 mod write;
 
 use std::marker::PhantomData;
@@ -176,9 +177,7 @@ impl<E: Resource> BaseService<E> {
             return Ok(None);
         }
         let tenant = match E::COLUMNS.tenant {
-            Some(_) => Some(ctx.tenant().ok_or_else(|| Error::PermissionDenied {
-                message: format!("{} requires a tenant", E::PLURAL),
-            })?),
+            Some(_) => Some(self.tenant_of(ctx)?),
             None => None,
         };
         Ok(Some(self.keel.cache().scope(E::NAME, tenant)))
@@ -330,17 +329,20 @@ impl<E: Resource> BaseService<E> {
     fn scope(&self, ctx: &Context, include_deleted: bool) -> Result<Condition> {
         let mut scope = Condition::all();
         if let Some(tenant) = E::COLUMNS.tenant {
-            let Some(t) = ctx.tenant() else {
-                return Err(Error::PermissionDenied {
-                    message: format!("{} requires a tenant", E::PLURAL),
-                });
-            };
+            let t = self.tenant_of(ctx)?;
             scope = scope.add(exact::eq(self.keel.backend(), tenant, t.into()));
         }
         if let (Some(deleted_at), false) = (E::COLUMNS.deleted_at, include_deleted) {
             scope = scope.add(deleted_at.is_null());
         }
         Ok(scope)
+    }
+
+    /// `ctx`'s tenant, which every request to a tenant-scoped resource needs.
+    pub(super) fn tenant_of<'c>(&self, ctx: &'c Context) -> Result<&'c str> {
+        ctx.tenant().ok_or_else(|| Error::PermissionDenied {
+            message: format!("{} requires a tenant", E::PLURAL),
+        })
     }
 
     /// The row with key `id`: exact for text keys on every database.

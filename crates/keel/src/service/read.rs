@@ -1,10 +1,16 @@
 //! The read side: find, get, list, count.
 
+use std::any::TypeId;
+
 use sea_orm::sea_query::Condition;
-use sea_orm::{ModelTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select};
+use sea_orm::{
+    DbBackend, ModelTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    Select, Statement, Value,
+};
 
 use super::BaseService;
-use crate::query::{Filter, ListQuery, OrderBy, Page};
+use super::texts::{Texts, backend_tag};
+use crate::query::{Filter, ListQuery, OrderBy, Page, exact};
 use crate::resource::value;
 use crate::{Context, Error, Resource, Result, View};
 
@@ -35,8 +41,7 @@ impl<E: Resource> BaseService<E> {
         let from_db = || {
             ctx.within_deadline(async {
                 E::find()
-                    .filter(self.by_key(id))
-                    .filter(self.scope(ctx, false)?)
+                    .from_raw_sql(self.by_key_statement(ctx, id)?)
                     .one(&self.conn())
                     .await
                     .map_err(|e| self.db_error(e))
@@ -63,6 +68,40 @@ impl<E: Resource> BaseService<E> {
                 .map(|row| (row, None)),
             (None, _) => Box::pin(from_db()).await.map(|row| (row, None)),
         }
+    }
+
+    /// The statement that reads the row with key `id` in `ctx`'s scope. Its
+    /// text is sea-query's, built once per resource and database; the key
+    /// and the tenant are bound per call. (MySQL compares text keys and
+    /// tenants twice, once as bytes; those statements are built per call.)
+    fn by_key_statement(&self, ctx: &Context, id: &E::Key) -> Result<Statement> {
+        static TEXTS: Texts<(TypeId, u8)> = Texts::new();
+        let backend = self.keel.backend();
+        let build = || -> Result<Statement> {
+            Ok(E::find()
+                .filter(self.by_key(id))
+                .filter(self.scope(ctx, false)?)
+                .build(backend))
+        };
+        let mut values: Vec<Value> = vec![id.clone().into()];
+        if E::COLUMNS.tenant.is_some() {
+            values.push(self.tenant_of(ctx)?.into());
+        }
+        if backend == DbBackend::MySql && values.iter().any(exact::is_text) {
+            return build();
+        }
+        let key = (TypeId::of::<E>(), backend_tag(backend));
+        let Some(sql) = TEXTS.get_or_build(key, || build().ok().map(|s| s.sql)) else {
+            return build();
+        };
+        let statement = Statement::from_sql_and_values(backend, sql.as_ref(), values);
+        #[cfg(debug_assertions)]
+        {
+            let built = build()?;
+            debug_assert_eq!(statement.sql, built.sql);
+            debug_assert_eq!(statement.values, built.values);
+        }
+        Ok(statement)
     }
 
     /// The row with key `id`, locked until the bound transaction ends

@@ -56,8 +56,7 @@
 //! committed write with its cached row still served.
 
 use std::any::TypeId;
-use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::Arc;
 
 use sea_orm::sea_query::{Alias, ArrayType, ColumnType, Expr, PostgresQueryBuilder, Query};
 use sea_orm::{
@@ -68,6 +67,7 @@ use sea_orm::{
 
 use super::BaseService;
 use super::plan::WritePlan;
+use super::texts::Texts;
 use super::write::{ActiveModelOf, HookSlice};
 use crate::audit::{self, Change, EntryColumn};
 use crate::query::primary_key_column;
@@ -252,12 +252,10 @@ impl<E: Resource> BaseService<E> {
         });
         let mut values: Vec<Value> = vec![id.clone().into(), Value::String(lock_timeout)];
         if c.tenant.is_some() {
-            let Some(tenant) = ctx.tenant() else {
-                return Single::Ran(Err(Error::PermissionDenied {
-                    message: format!("{} requires a tenant", E::PLURAL),
-                }));
-            };
-            values.push(tenant.into());
+            match self.tenant_of(ctx) {
+                Ok(tenant) => values.push(tenant.into()),
+                Err(err) => return Single::Ran(Err(err)),
+            }
         }
         if let Some(expected) = expected {
             let Some(expected) = c
@@ -431,20 +429,8 @@ fn bit(i: usize) -> u64 {
 /// The text of the one-statement update of `shape`, built once per resource
 /// and shape; `None` (also kept) when the shape cannot be one statement.
 fn update_sql<E: Resource>(shape: Shape) -> Option<Arc<str>> {
-    type Texts = RwLock<HashMap<(TypeId, Shape), Option<Arc<str>>>>;
-    static TEXTS: OnceLock<Texts> = OnceLock::new();
-    let texts = TEXTS.get_or_init(Texts::default);
-    let key = (TypeId::of::<E>(), shape);
-    if let Some(sql) = texts.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
-        return sql.clone();
-    }
-    let sql: Option<Arc<str>> = build_update_sql::<E>(shape).map(Into::into);
-    texts
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .entry(key)
-        .or_insert(sql)
-        .clone()
+    static TEXTS: Texts<(TypeId, Shape)> = Texts::new();
+    TEXTS.get_or_build((TypeId::of::<E>(), shape), || build_update_sql::<E>(shape))
 }
 
 /// Builds the statement `update_single` runs. Its parameters, in order: the

@@ -551,9 +551,7 @@ impl<E: Resource> BaseService<E> {
             )?;
         }
         if let Some(tenant) = c.tenant {
-            let t = ctx.tenant().ok_or_else(|| Error::PermissionDenied {
-                message: format!("{} requires a tenant", E::PLURAL),
-            })?;
+            let t = self.tenant_of(ctx)?;
             Self::set(
                 model,
                 tenant,
