@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
-use axum::response::Response;
+use axum::http::Response;
 use keel::lifecycle::{Runtime, WorkGuard};
 use tokio::task::futures::TaskLocalFuture;
 use tower::{Layer, Service};
@@ -40,11 +40,11 @@ pub struct RequestIdService<S> {
     inner: S,
 }
 
-impl<S> Service<Request> for RequestIdService<S>
+impl<S, B> Service<Request> for RequestIdService<S>
 where
-    S: Service<Request, Response = Response>,
+    S: Service<Request, Response = Response<B>>,
 {
-    type Response = Response;
+    type Response = Response<B>;
     type Error = S::Error;
     type Future = RequestIdFuture<S::Future>;
 
@@ -73,11 +73,11 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F, E> Future for RequestIdFuture<F>
+impl<F, B, E> Future for RequestIdFuture<F>
 where
-    F: Future<Output = Result<Response, E>>,
+    F: Future<Output = Result<Response<B>, E>>,
 {
-    type Output = Result<Response, E>;
+    type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -108,11 +108,11 @@ pub struct HttpMetricsService<S> {
     inner: S,
 }
 
-impl<S> Service<Request> for HttpMetricsService<S>
+impl<S, B> Service<Request> for HttpMetricsService<S>
 where
-    S: Service<Request, Response = Response>,
+    S: Service<Request, Response = Response<B>>,
 {
-    type Response = Response;
+    type Response = Response<B>;
     type Error = S::Error;
     type Future = HttpMetricsFuture<S::Future>;
 
@@ -144,11 +144,11 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F, E> Future for HttpMetricsFuture<F>
+impl<F, B, E> Future for HttpMetricsFuture<F>
 where
-    F: Future<Output = Result<Response, E>>,
+    F: Future<Output = Result<Response<B>, E>>,
 {
-    type Output = Result<Response, E>;
+    type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -199,9 +199,9 @@ pub struct InFlightService<S> {
 
 impl<S> Service<Request> for InFlightService<S>
 where
-    S: Service<Request, Response = Response>,
+    S: Service<Request>,
 {
-    type Response = Response;
+    type Response = S::Response;
     type Error = S::Error;
     type Future = InFlightFuture<S::Future>;
 

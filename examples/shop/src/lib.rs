@@ -249,13 +249,19 @@ pub fn app(
         keel_axum::probe_routes(runtime.health().clone())
             .method_not_allowed_fallback(keel_axum::wrong_method),
     )
-    .layer(auth::AuthLayer::new(auth::Auth::new(tokens)))
-    // Each request is in-flight work a graceful shutdown waits for.
-    .layer(keel_axum::InFlightLayer::new(runtime.clone()))
-    // A panic anywhere inside is a 500 envelope with the request id, counted.
-    .layer(keel_axum::catch_panic())
-    .layer(keel_axum::HttpMetricsLayer)
-    .layer(keel_axum::RequestIdLayer)
+    // One stack, outermost first, so that each request goes through one
+    // boxed route rather than one per layer (`Router::layer` wraps every
+    // route in each layer it is given).
+    .layer(
+        tower::ServiceBuilder::new()
+            .layer(keel_axum::RequestIdLayer)
+            .layer(keel_axum::HttpMetricsLayer)
+            // A panic anywhere inside is a 500 envelope with the request id, counted.
+            .layer(keel_axum::catch_panic())
+            // Each request is in-flight work a graceful shutdown waits for.
+            .layer(keel_axum::InFlightLayer::new(runtime.clone()))
+            .layer(auth::AuthLayer::new(auth::Auth::new(tokens))),
+    )
 }
 
 /// `401` for a caller without a token, unless the shop is open.

@@ -4,8 +4,8 @@ use std::any::TypeId;
 
 use sea_orm::sea_query::Condition;
 use sea_orm::{
-    DbBackend, ModelTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    Select, Statement, Value,
+    DbBackend, FromQueryResult, ModelTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, Select, Statement, Value,
 };
 
 use super::BaseService;
@@ -40,8 +40,7 @@ impl<E: Resource> BaseService<E> {
     ) -> Result<(Option<E::Model>, Option<bytes::Bytes>)> {
         let from_db = || {
             ctx.within_deadline(async {
-                E::find()
-                    .from_raw_sql(self.by_key_statement(ctx, id)?)
+                E::Model::find_by_statement(self.by_key_statement(ctx, id)?)
                     .one(&self.conn())
                     .await
                     .map_err(|e| self.db_error(e))
