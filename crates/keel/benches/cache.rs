@@ -1,6 +1,7 @@
 //! The cache's hit and miss paths against the raw operation beneath each:
 //!
-//! - L1 hit vs a raw moka get of the same value;
+//! - L1 hit vs a raw get of the same value from quick_cache (the tier
+//!   beneath) and from moka (the tier before);
 //! - L2 hit vs a raw Redis GET plus serde_json decode;
 //! - miss vs a raw sea-orm `find_by_id` plus a Redis SET.
 //!
@@ -102,15 +103,21 @@ fn bench(c: &mut Criterion) {
     };
     let unreachable = || async { Err::<Row, _>(keel::Error::internal("the bench expects a hit")) };
 
-    // ---- L1 hit vs a raw moka get
+    // ---- L1 hit vs a raw quick_cache get and a raw moka get
     let moka: moka::sync::Cache<String, Row> = moka::sync::Cache::new(1000);
+    let quick: quick_cache::sync::Cache<String, Row> = quick_cache::sync::Cache::new(1000);
     let raw_key = format!("{prefix}:raw:{id}");
     moka.insert(raw_key.clone(), Some(row.clone()));
+    quick.insert(raw_key.clone(), Some(row.clone()));
     rt.block_on(
         cache.get::<Row, _, _>(&l1_policy, &scope, &id, || async { Ok(Some(row.clone())) }),
     )
     .unwrap();
     let mut group = c.benchmark_group("l1_hit");
+    group.bench_function("raw_quick_cache_get", |b| {
+        b.to_async(&rt)
+            .iter(|| async { quick.get(raw_key.as_str()).unwrap() })
+    });
     group.bench_function("raw_moka_get", |b| {
         b.to_async(&rt)
             .iter(|| async { moka.get(raw_key.as_str()).unwrap() })

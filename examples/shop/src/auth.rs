@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use std::future::Ready;
+use std::ops::ControlFlow;
 use std::task::{Context, Poll};
 
 use axum::extract::{ConnectInfo, Request};
@@ -205,33 +206,36 @@ where
 
     fn call(&mut self, mut request: Request) -> Self::Future {
         match self.auth.admit(&mut request) {
-            Ok(()) => Either::Left(self.inner.call(request)),
-            Err(refused) => Either::Right(std::future::ready(Ok(refused))),
+            ControlFlow::Continue(()) => Either::Left(self.inner.call(request)),
+            ControlFlow::Break(answer) => Either::Right(std::future::ready(Ok(answer))),
         }
     }
 }
 
 impl Auth {
-    /// Puts the caller's identity in `request`, or answers it.
-    fn admit(&self, request: &mut Request) -> Result<(), Response> {
+    /// Puts the caller's identity in `request` and lets it go on, or
+    /// answers it.
+    fn admit(&self, request: &mut Request) -> ControlFlow<Response> {
         let Some(tokens) = &self.tokens else {
             request.extensions_mut().insert(Identity {
                 actor: "dev".to_owned(),
                 tenant: None,
             });
-            return Ok(());
+            return ControlFlow::Continue(());
         };
         let Some(value) = request.headers().get(header::AUTHORIZATION) else {
-            return Ok(());
+            return ControlFlow::Continue(());
         };
         let client = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(peer)| peer.ip());
         if let Some(wait) = self.blocked_for(client) {
-            return Err(ApiError::rate_limited(wait)
-                .for_request(request.extensions())
-                .into_response());
+            return ControlFlow::Break(
+                ApiError::rate_limited(wait)
+                    .for_request(request.extensions())
+                    .into_response(),
+            );
         }
         let actor = value
             .to_str()
@@ -248,14 +252,14 @@ impl Auth {
                     tenant: None,
                 };
                 request.extensions_mut().insert(identity);
-                Ok(())
+                ControlFlow::Continue(())
             }
             None => {
                 let err = match self.failed(client) {
                     Some(wait) => ApiError::rate_limited(wait),
                     None => ApiError::unauthenticated("the bearer token is not valid"),
                 };
-                Err(err.for_request(request.extensions()).into_response())
+                ControlFlow::Break(err.for_request(request.extensions()).into_response())
             }
         }
     }

@@ -33,7 +33,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -139,21 +139,78 @@ impl CacheConfig {
 }
 
 /// One value in the in-process tier: its full key (the tier is keyed by
-/// the key's hash, so a hit builds no string), the typed value, its TTL.
-#[derive(Clone)]
+/// the key's hash, so a hit builds no string), the typed value, when it
+/// expires. Shared (`Arc`): a hit clones one pointer.
 struct L1Entry {
-    key: Arc<str>,
-    value: Arc<dyn Any + Send + Sync>,
+    key: Box<str>,
+    value: Box<dyn Any + Send + Sync>,
     /// The value as JSON, encoded by the first hit that asks for it and
     /// shared by every later one (the entry is never changed, only replaced).
-    json: Arc<OnceLock<Bytes>>,
+    json: OnceLock<Bytes>,
     /// The value as JSON without the resource's private fields (see
     /// [`View`](crate::View)), made like `json` by the first hit that asks
     /// for it. Not weighed: it is never larger than `json`.
-    public_json: Arc<OnceLock<Bytes>>,
-    ttl: Duration,
+    public_json: OnceLock<Bytes>,
+    /// An entry past this is a miss, and is dropped by the read that finds it.
+    expires: Instant,
     /// What it weighs against `l1_max_bytes`.
     weight: u32,
+}
+
+/// When an entry stored now with `ttl` expires (a TTL too long for the
+/// clock is a century).
+fn expiry(ttl: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(ttl)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
+}
+
+/// The in-process tier: quick_cache's sharded map (one read lock and no
+/// bookkeeping on a hit; S3-FIFO eviction by weight), keyed by hash.
+type L1 = quick_cache::sync::Cache<u64, Arc<L1Entry>, L1Weight, BuildNoHash>;
+
+/// An entry weighs what [`L1Entry::weight`] says.
+#[derive(Clone, Copy)]
+struct L1Weight;
+
+impl quick_cache::Weighter<u64, Arc<L1Entry>> for L1Weight {
+    fn weight(&self, _key: &u64, entry: &Arc<L1Entry>) -> u64 {
+        u64::from(entry.weight)
+    }
+}
+
+/// The tier's keys are hashes already (the cache's `RandomState`): they
+/// are used as they are.
+#[derive(Clone, Copy, Default)]
+struct BuildNoHash;
+
+impl std::hash::BuildHasher for BuildNoHash {
+    type Hasher = NoHash;
+
+    fn build_hasher(&self) -> NoHash {
+        NoHash(0)
+    }
+}
+
+/// See [`BuildNoHash`].
+struct NoHash(u64);
+
+impl std::hash::Hasher for NoHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used for `u64` keys; fold anything else in.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 /// What an entry costs besides its JSON: the entry, its key's hash, moka's
@@ -190,19 +247,6 @@ impl L1Key<'_> {
 impl std::fmt::Display for L1Key<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.parts.iter().try_for_each(|p| f.write_str(p))
-    }
-}
-
-struct L1Expiry;
-
-impl moka::Expiry<u64, L1Entry> for L1Expiry {
-    fn expire_after_create(
-        &self,
-        _key: &u64,
-        value: &L1Entry,
-        _created_at: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(value.ttl)
     }
 }
 
@@ -265,7 +309,7 @@ pub struct Cache {
 
 struct Inner {
     prefix: String,
-    l1: moka::sync::Cache<u64, L1Entry>,
+    l1: L1,
     hasher: std::hash::RandomState,
     stripes: Stripes,
     redis: Option<RedisTier>,
@@ -335,12 +379,18 @@ impl Cache {
     /// may be down at start) and subscribes to invalidations in the
     /// background; it must then be made inside a Tokio runtime.
     pub fn new(config: &CacheConfig) -> Result<Cache> {
-        let l1 = moka::sync::Cache::builder()
-            .max_capacity(config.l1_max_bytes)
-            .weigher(|_, entry: &L1Entry| entry.weight)
-            .expire_after(L1Expiry)
-            .support_invalidation_closures()
-            .build();
+        // quick_cache sizes its table from an estimate of the entries: a
+        // row's JSON and key plus the overhead are rarely below 512 bytes.
+        let estimated = usize::try_from(config.l1_max_bytes / 512)
+            .unwrap_or(usize::MAX)
+            .clamp(16, 1 << 20);
+        let l1 = L1::with(
+            estimated,
+            config.l1_max_bytes.max(1),
+            L1Weight,
+            BuildNoHash,
+            Default::default(),
+        );
         let redis = match &config.redis_url {
             None => None,
             Some(url) => Some(RedisTier::new(url, config)?),
@@ -385,15 +435,16 @@ impl Cache {
             errors: c.errors.load(Ordering::Relaxed),
             invalidations: c.invalidations.load(Ordering::Relaxed),
             stale_stores_refused: c.stale_stores_refused.load(Ordering::Relaxed),
-            l1_entries: self.inner.l1.entry_count(),
-            l1_bytes: self.inner.l1.weighted_size(),
+            l1_entries: self.inner.l1.len() as u64,
+            l1_bytes: self.inner.l1.weight(),
         }
     }
 
-    /// Applies the in-process tier's pending evictions now (moka does it
-    /// in batches), so that [`stats`](Self::stats) counts what stays.
+    /// Drops the in-process tier's expired entries now (a read drops the
+    /// one it finds), so that [`stats`](Self::stats) counts what stays.
     pub fn settle(&self) {
-        self.inner.l1.run_pending_tasks();
+        let now = Instant::now();
+        self.inner.l1.retain(|_, entry| entry.expires > now);
     }
 
     /// Registers the health checks of the Redis tier (a `redis` PING through
@@ -414,7 +465,7 @@ impl Cache {
     /// reader in flight stores what it loaded before).
     pub fn flush_l1(&self) {
         self.inner.stripes.bump_all();
-        self.inner.l1.invalidate_all();
+        self.inner.l1.clear();
     }
 
     fn hash_str(&self, key: &str) -> u64 {
@@ -573,7 +624,7 @@ impl Cache {
             return None;
         }
         let hash = l1_key.hash(&self.inner.hasher);
-        if let Some(entry) = self.inner.l1.get(&hash)
+        if let Some(entry) = self.l1_get(hash)
             && l1_key.matches(&entry.key)
             && let Some(value) = entry.value.downcast_ref::<T>()
         {
@@ -594,6 +645,19 @@ impl Cache {
             return Some((value.clone(), json));
         }
         self.count("l1", "miss");
+        None
+    }
+
+    /// The in-process entry under `hash`, unless it has expired (then it
+    /// is dropped, if no newer one took its place meanwhile).
+    fn l1_get(&self, hash: u64) -> Option<Arc<L1Entry>> {
+        let entry = self.inner.l1.get(&hash)?;
+        if entry.expires > Instant::now() {
+            return Some(entry);
+        }
+        self.inner
+            .l1
+            .remove_if(&hash, |current| Arc::ptr_eq(current, &entry));
         None
     }
 
@@ -660,7 +724,7 @@ impl Cache {
         // One database read for concurrent misses of this key.
         let recheck = || {
             use_l1
-                .then(|| self.inner.l1.get(&hash))
+                .then(|| self.l1_get(hash))
                 .flatten()
                 .filter(|entry| l1_key.matches(&entry.key))
                 .and_then(|entry| entry.value.downcast_ref::<T>().cloned())
@@ -732,14 +796,14 @@ impl Cache {
         let stored = self.inner.stripes.if_unchanged(stripe, generation, || {
             self.inner.l1.insert(
                 hash,
-                L1Entry {
-                    key: Arc::from(key),
-                    value: Arc::new(value.clone()),
-                    json: Arc::new(OnceLock::from(json)),
-                    public_json: Arc::new(OnceLock::new()),
-                    ttl,
+                Arc::new(L1Entry {
+                    key: Box::from(key),
+                    value: Box::new(value.clone()),
+                    json: OnceLock::from(json),
+                    public_json: OnceLock::new(),
+                    expires: expiry(ttl),
                     weight,
-                },
+                }),
             );
         });
         if !stored {
@@ -869,20 +933,14 @@ impl Cache {
             .retain(|key, _| !key.starts_with(&queries) && !value_keys.contains(key));
         for key in value_keys {
             let hash = self.hash_str(key);
-            self.inner
-                .stripes
-                .bump_and(hash, || self.inner.l1.invalidate(&hash));
+            self.inner.stripes.bump_and(hash, || {
+                self.inner.l1.remove(&hash);
+            });
         }
         self.inner.stripes.bump_and(self.hash_str(&queries), || {
-            let prefix = queries.clone();
-            if let Err(err) = self
-                .inner
+            self.inner
                 .l1
-                .invalidate_entries_if(move |_, entry| entry.key.starts_with(&prefix))
-            {
-                tracing::warn!(error = %err, "cannot drop cached lists; flushing the in-process tier");
-                self.inner.l1.invalidate_all();
-            }
+                .retain(|_, entry| !entry.key.starts_with(queries.as_str()));
         });
     }
 }
