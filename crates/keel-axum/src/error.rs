@@ -99,7 +99,7 @@ impl ApiError {
     #[must_use]
     pub fn for_request(self, extensions: &axum::http::Extensions) -> Self {
         match extensions.get::<crate::RequestId>() {
-            Some(crate::RequestId(id)) => self.with_request_id(id.clone()),
+            Some(crate::RequestId(id)) => self.with_request_id(&**id),
             None => self,
         }
     }

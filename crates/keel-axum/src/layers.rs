@@ -68,7 +68,7 @@ pin_project_lite::pin_project! {
     /// request id in its task-local scope, stamping the id on the response.
     pub struct RequestIdFuture<F> {
         #[pin]
-        inner: TaskLocalFuture<String, F>,
+        inner: TaskLocalFuture<std::sync::Arc<str>, F>,
         header: Option<HeaderValue>,
     }
 }

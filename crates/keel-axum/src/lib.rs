@@ -66,6 +66,7 @@ pub use resource::{
 pub use serve::{ServeConfig, serve};
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Request};
 use axum::http::HeaderValue;
@@ -79,7 +80,7 @@ pub const REQUEST_ID: &str = "x-request-id";
 
 /// The request id of the current request (an extension set by [`request_id`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RequestId(pub String);
+pub struct RequestId(pub Arc<str>);
 
 /// Who is calling, for which tenant: put it in the request's extensions
 /// from your authentication middleware. Without it, the actor is `anonymous`.
@@ -93,13 +94,19 @@ pub struct Identity {
 
 /// The request's id: its `X-Request-Id` if it is up to 128 visible ASCII
 /// characters, a fresh UUID v7 otherwise.
-fn incoming_or_new_id(request: &Request) -> String {
+fn incoming_or_new_id(request: &Request) -> Arc<str> {
     request
         .headers()
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
+        .map_or_else(
+            || {
+                let mut buffer = uuid::Uuid::encode_buffer();
+                Arc::from(&*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buffer))
+            },
+            Arc::from,
+        )
 }
 
 /// Middleware: takes the incoming `X-Request-Id` (up to 128 visible ASCII
@@ -152,18 +159,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let mut ctx = match parts.extensions.get::<Identity>() {
-            Some(identity) => {
-                let ctx = Context::actor(identity.actor.clone());
-                match &identity.tenant {
-                    Some(tenant) => ctx.with_tenant(tenant.clone()),
-                    None => ctx,
-                }
-            }
-            None => Context::anonymous(),
+        let identity = parts.extensions.get::<Identity>();
+        let actor = identity.map_or("anonymous", |i| i.actor.as_str());
+        let mut ctx = match parts.extensions.get::<RequestId>() {
+            Some(RequestId(id)) => Context::for_request(actor, id.clone()),
+            None => Context::actor(actor),
         };
-        if let Some(RequestId(id)) = parts.extensions.get::<RequestId>() {
-            ctx = ctx.with_request_id(id.clone());
+        if let Some(tenant) = identity.and_then(|i| i.tenant.as_deref()) {
+            ctx = ctx.with_tenant(tenant);
         }
         if let Some(RequestDeadline(at)) = parts.extensions.get::<RequestDeadline>() {
             ctx = ctx.with_deadline(*at);
@@ -186,7 +189,7 @@ pub async fn no_route(
         format!("no route for {method} {}", uri.path()),
     );
     match request_id {
-        Some(axum::Extension(RequestId(id))) => err.with_request_id(id),
+        Some(axum::Extension(RequestId(id))) => err.with_request_id(&*id),
         None => err,
     }
     .into_response()
@@ -207,7 +210,7 @@ pub async fn wrong_method(
         format!("{} does not take {method}", uri.path()),
     );
     match request_id {
-        Some(axum::Extension(RequestId(id))) => err.with_request_id(id),
+        Some(axum::Extension(RequestId(id))) => err.with_request_id(&*id),
         None => err,
     }
     .into_response()

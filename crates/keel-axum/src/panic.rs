@@ -12,7 +12,7 @@ use crate::ApiError;
 tokio::task_local! {
     /// The request id of the request being served, for what has no access
     /// to the request (the panic response).
-    pub(crate) static CURRENT_REQUEST_ID: String;
+    pub(crate) static CURRENT_REQUEST_ID: std::sync::Arc<str>;
 }
 
 /// A layer (tower-http's `CatchPanicLayer`) that turns a panic in a handler
@@ -63,7 +63,7 @@ impl ResponseForPanic for PanicResponse {
             "internal error",
         );
         match request_id {
-            Some(id) => error.with_request_id(id),
+            Some(id) => error.with_request_id(&*id),
             None => error,
         }
         .into_response()

@@ -31,12 +31,18 @@ pub struct Context {
 }
 
 impl Context {
-    /// A context acting as `actor`, with a fresh request id.
-    pub fn actor(actor: impl Into<String>) -> Self {
+    /// A context acting as `actor`, with a fresh request id (a UUID v7).
+    pub fn actor(actor: impl Into<Arc<str>>) -> Self {
+        Self::for_request(actor, uuid::Uuid::now_v7().to_string())
+    }
+
+    /// A context acting as `actor` in the request whose id is `request_id`
+    /// (an HTTP layer's, say): no id is made.
+    pub fn for_request(actor: impl Into<Arc<str>>, request_id: impl Into<Arc<str>>) -> Self {
         Context {
-            actor: Arc::from(actor.into()),
+            actor: actor.into(),
             tenant: None,
-            request_id: Arc::from(uuid::Uuid::now_v7().to_string()),
+            request_id: request_id.into(),
             deadline: None,
         }
     }
@@ -53,15 +59,15 @@ impl Context {
 
     /// Scopes the context to a tenant.
     #[must_use]
-    pub fn with_tenant(mut self, tenant: impl Into<String>) -> Self {
-        self.tenant = Some(Arc::from(tenant.into()));
+    pub fn with_tenant(mut self, tenant: impl Into<Arc<str>>) -> Self {
+        self.tenant = Some(tenant.into());
         self
     }
 
     /// Replaces the generated request id (for instance with an incoming `X-Request-Id`).
     #[must_use]
-    pub fn with_request_id(mut self, request_id: impl Into<String>) -> Self {
-        self.request_id = Arc::from(request_id.into());
+    pub fn with_request_id(mut self, request_id: impl Into<Arc<str>>) -> Self {
+        self.request_id = request_id.into();
         self
     }
 
