@@ -184,14 +184,50 @@ impl<E: Resource> BaseService<E> {
         };
         let mut plan = WritePlan::new(WriteAction::Created, key);
         let unique = Self::unique_candidates(&model);
-        let mut insert = E::insert(model).into_query();
-        insert.returning(returning::<E>());
-        let statement = insert_with_entry::<E>(
-            DbBackend::Postgres.build(&insert),
-            plan.audit_values::<E>(ctx),
-            entity_id,
-            &changes,
-        );
+        // Every column is set (but an assigned key), so the statement's
+        // text depends only on the resource and on where the key goes in
+        // the entry: built once, its values bound per call.
+        let inserted: Vec<Value> = E::Column::iter()
+            .filter_map(|column| match model.get(column) {
+                ActiveValue::Set(v) => Some(v),
+                _ => None,
+            })
+            .collect();
+        let build = || {
+            let mut insert = E::insert(model.clone()).into_query();
+            insert.returning(returning::<E>());
+            DbBackend::Postgres.build(&insert)
+        };
+        static TEXTS: Texts<(TypeId, Option<Option<usize>>)> = Texts::new();
+        let shape = match entity_id {
+            EntityId::Known => None,
+            EntityId::Assigned(at) => Some(at),
+        };
+        let Some(sql) = TEXTS.get_or_build((TypeId::of::<E>(), shape), || {
+            let insert = build();
+            Some(insert_with_entry_sql::<E>(
+                &insert.sql,
+                inserted.len(),
+                &entity_id,
+            ))
+        }) else {
+            return Single::Declined;
+        };
+        let values =
+            insert_with_entry_values(inserted, plan.audit_values::<E>(ctx), &entity_id, &changes);
+        if cfg!(debug_assertions) {
+            // The text and the values are sea-query's, in its order.
+            let insert = build();
+            let built = insert_with_entry_sql::<E>(
+                &insert.sql,
+                insert.values.as_ref().map_or(0, |v| v.0.len()),
+                &entity_id,
+            );
+            debug_assert_eq!(&*sql, built.as_str());
+            let expected = insert.values.map(|v| v.0).unwrap_or_default();
+            debug_assert_eq!(&values[..expected.len()], &expected[..]);
+        }
+        let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql.as_ref(), values);
         let (service, task_ctx) = (self.clone(), ctx.clone());
         let outcome = self
             .detached(ctx, async move {
@@ -638,51 +674,70 @@ fn select_list<E: EntityTrait>(from: &str) -> String {
     }
 }
 
-/// `statement` (an insert returning the row) with the insert of its audit
-/// entry, as one statement.
-fn insert_with_entry<E: Resource>(
-    statement: Statement,
-    entry: [(EntryColumn, Value); 7],
-    entity_id: EntityId,
-    changes: &[Change],
-) -> Statement {
-    let Statement { sql, values, .. } = statement;
-    let mut values = values.map(|v| v.0).unwrap_or_default();
-    let mut param = |v: Value| {
-        values.push(v);
-        format!("${}", values.len())
+/// The text of `insert` (an insert returning the row, with `inserted`
+/// parameters) with the insert of its audit entry, as one statement. Its
+/// parameters after the insert's: the entry's values
+/// ([`audit::ENTRY_COLUMNS`], but the entity id when the statement assigns
+/// the key), then the changes as JSON text.
+fn insert_with_entry_sql<E: Resource>(
+    insert: &str,
+    inserted: usize,
+    entity_id: &EntityId,
+) -> String {
+    let mut n = inserted;
+    let mut param = || {
+        n += 1;
+        format!("${n}")
     };
     let key = quoted(primary_key_column::<E>().as_str());
-    // Sent as text and read as `jsonb` by the statement: encoded once,
-    // without a `serde_json::Value` tree in between.
-    let changes = Value::String(Some(
-        serde_json::to_string(changes).unwrap_or_else(|_| "[]".to_owned()),
-    ));
     let mut columns = Vec::new();
     let mut exprs = Vec::new();
-    for (column, value) in entry {
+    for column in audit::ENTRY_COLUMNS {
         columns.push(quoted(column.as_str()));
-        exprs.push(match (&entity_id, column) {
+        exprs.push(match (entity_id, column) {
             (EntityId::Assigned(_), EntryColumn::EntityId) => format!("\"keel_row\".{key}::text"),
-            _ => param(value),
+            _ => param(),
         });
     }
-    let changes = param(changes);
+    let changes = param();
     columns.push(quoted(EntryColumn::Changes.as_str()));
+    // Sent as text and read as `jsonb` by the statement: encoded once,
+    // without a `serde_json::Value` tree in between.
     exprs.push(match entity_id {
         EntityId::Assigned(Some(at)) => {
             format!("jsonb_set({changes}::jsonb, '{{{at},new}}', to_jsonb(\"keel_row\".{key}))")
         }
         _ => format!("{changes}::jsonb"),
     });
-    let sql = format!(
-        "WITH \"keel_row\" AS ({sql}), \"keel_entry\" AS (INSERT INTO {} ({}) \
+    format!(
+        "WITH \"keel_row\" AS ({insert}), \"keel_entry\" AS (INSERT INTO {} ({}) \
          SELECT {} FROM \"keel_row\") SELECT * FROM \"keel_row\"",
         quoted(audit::table().table_name()),
         columns.join(", "),
         exprs.join(", ")
-    );
-    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+    )
+}
+
+/// The values of [`insert_with_entry_sql`]'s statement, in its order.
+fn insert_with_entry_values(
+    mut values: Vec<Value>,
+    entry: [(EntryColumn, Value); 7],
+    entity_id: &EntityId,
+    changes: &[Change],
+) -> Vec<Value> {
+    values.reserve(entry.len() + 1);
+    for (column, value) in entry {
+        if !matches!(
+            (entity_id, column),
+            (EntityId::Assigned(_), EntryColumn::EntityId)
+        ) {
+            values.push(value);
+        }
+    }
+    values.push(Value::String(Some(
+        serde_json::to_string(changes).unwrap_or_else(|_| "[]".to_owned()),
+    )));
+    values
 }
 
 fn literal(text: &str) -> String {
