@@ -84,13 +84,7 @@ pub(crate) fn create_table<E: EntityTrait>(
     if let Some(comment) = entity.comment() {
         table.comment(comment);
     }
-    // Fixed-width columns first, each group in declared order: PostgreSQL
-    // reads a row's columns in order, so a filter on a fixed-width column
-    // (the soft-delete time, a version, a foreign key) skips the text
-    // before it. Statements name their columns; nothing else changes.
-    let (fixed, variable): (Vec<_>, Vec<_>) = E::Column::iter()
-        .partition(|column| fixed_width(sea_orm::ColumnTrait::def(column).get_column_type()));
-    for column in fixed.into_iter().chain(variable) {
+    for column in E::Column::iter() {
         let mut def = schema.get_column_def::<E>(column);
         if backend == DbBackend::MySql
             && let Some(precise) = def.get_column_type().and_then(with_microseconds)
@@ -122,30 +116,6 @@ pub(crate) fn create_table<E: EntityTrait>(
 }
 
 /// The MySQL type with microseconds of a time column type.
-/// Whether PostgreSQL stores a value of `ty` in a fixed number of bytes.
-fn fixed_width(ty: &ColumnType) -> bool {
-    matches!(
-        ty,
-        ColumnType::TinyInteger
-            | ColumnType::SmallInteger
-            | ColumnType::Integer
-            | ColumnType::BigInteger
-            | ColumnType::TinyUnsigned
-            | ColumnType::SmallUnsigned
-            | ColumnType::Unsigned
-            | ColumnType::BigUnsigned
-            | ColumnType::Float
-            | ColumnType::Double
-            | ColumnType::Boolean
-            | ColumnType::Date
-            | ColumnType::Time
-            | ColumnType::DateTime
-            | ColumnType::Timestamp
-            | ColumnType::TimestampWithTimeZone
-            | ColumnType::Uuid
-    )
-}
-
 fn with_microseconds(ty: &ColumnType) -> Option<&'static str> {
     match ty {
         ColumnType::DateTime | ColumnType::Timestamp | ColumnType::TimestampWithTimeZone => {

@@ -26,7 +26,6 @@ keel_tests::cases![
     timestamps_keep_microseconds,
     audit_diffs_of_timestamps_are_exact_at_every_precision,
     the_declared_queries_have_their_indexes,
-    create_table_lays_out_fixed_width_columns_first,
     contains_folds_case_beyond_ascii_where_the_database_can,
     a_nul_in_a_filter_string_is_refused,
     enum_filters_take_the_json_form_and_refuse_unknown_values,
@@ -485,65 +484,6 @@ async fn audit_diffs_of_timestamps_are_exact_at_every_precision(env: Env) {
             serde_json::to_value(updated.updated_at).unwrap()
         );
     }
-}
-
-/// `create_table` puts the fixed-width columns first, each group in
-/// declared order, and every operation still finds its columns by name.
-async fn create_table_lays_out_fixed_width_columns_first(env: Env) {
-    let sql = match env.backend() {
-        Backend::Postgres => {
-            "SELECT column_name FROM information_schema.columns \
-             WHERE table_name = 'products' AND table_schema = current_schema() \
-             ORDER BY ordinal_position"
-        }
-        Backend::MySql => {
-            "SELECT column_name FROM information_schema.columns \
-             WHERE table_name = 'products' AND table_schema = DATABASE() \
-             ORDER BY ordinal_position"
-        }
-        Backend::Sqlite => "SELECT name FROM pragma_table_info('products') ORDER BY cid",
-    };
-    let rows = env
-        .keel
-        .db()
-        .query_all_raw(sea_orm::Statement::from_string(env.keel.backend(), sql))
-        .await
-        .unwrap();
-    let columns: Vec<String> = rows
-        .iter()
-        .map(|r| r.try_get_by_index::<String>(0).unwrap())
-        .collect();
-    assert_eq!(
-        columns,
-        [
-            "id",
-            "price_cents",
-            "stock",
-            "rating",
-            "active",
-            "version",
-            "created_at",
-            "updated_at",
-            "deleted_at",
-            "sku",
-            "name",
-            "description",
-            "supplier_token",
-            "created_by",
-            "updated_by",
-        ]
-    );
-    let ctx = keel::Context::actor("layout");
-    let service = env.keel.service::<keel_tests::entities::product::Entity>();
-    let made = service
-        .create(
-            &ctx,
-            keel_tests::entities::product::NewProduct::new("LAY-1", 120),
-        )
-        .await
-        .unwrap();
-    let found = service.get(&ctx, made.id).await.unwrap();
-    assert_eq!(found, made);
 }
 
 /// `create_indexes` makes, once, an index for the key of a soft-deleted
