@@ -157,6 +157,33 @@ struct L1Entry {
     weight: u32,
 }
 
+/// The in-process tier's shape: quick_cache splits the budget into shards
+/// and refuses an entry heavier than (almost all of) one, so there are no
+/// more shards than leave each room for two of the largest entries
+/// (`max_entry_bytes`, its key and overhead); up to four per core.
+fn l1_options(config: &CacheConfig) -> quick_cache::Options {
+    let budget = config.l1_max_bytes.max(1);
+    let largest = config
+        .max_entry_bytes
+        .saturating_add(L1_ENTRY_OVERHEAD as u64 + 1024);
+    let fit = (budget / largest.saturating_mul(2)).max(1);
+    let wanted = std::thread::available_parallelism().map_or(4, |n| n.get() * 4) as u64;
+    let shards = wanted.min(fit);
+    // A power of two, rounded down (quick_cache would round up).
+    let shards = 1usize << (63 - shards.leading_zeros());
+    // The table is sized from an estimate of the entries: a row's JSON and
+    // key plus the overhead are rarely below 512 bytes.
+    let estimated = usize::try_from(budget / 512)
+        .unwrap_or(usize::MAX)
+        .clamp(16, 1 << 20);
+    quick_cache::OptionsBuilder::new()
+        .shards(shards)
+        .estimated_items_capacity(estimated)
+        .weight_capacity(budget)
+        .build()
+        .expect("every option is set")
+}
+
 /// When an entry stored now with `ttl` expires (a TTL too long for the
 /// clock is a century).
 fn expiry(ttl: Duration) -> Instant {
@@ -379,14 +406,8 @@ impl Cache {
     /// may be down at start) and subscribes to invalidations in the
     /// background; it must then be made inside a Tokio runtime.
     pub fn new(config: &CacheConfig) -> Result<Cache> {
-        // quick_cache sizes its table from an estimate of the entries: a
-        // row's JSON and key plus the overhead are rarely below 512 bytes.
-        let estimated = usize::try_from(config.l1_max_bytes / 512)
-            .unwrap_or(usize::MAX)
-            .clamp(16, 1 << 20);
-        let l1 = L1::with(
-            estimated,
-            config.l1_max_bytes.max(1),
+        let l1 = L1::with_options(
+            l1_options(config),
             L1Weight,
             BuildNoHash,
             Default::default(),
@@ -1021,4 +1042,62 @@ fn jittered(ttl: Duration, jitter: f64) -> Duration {
     }
     let unit = getrandom::u64().unwrap_or(0) as f64 / u64::MAX as f64;
     ttl + ttl.mul_f64(jitter.min(1.0) * unit)
+}
+
+#[cfg(test)]
+mod l1_tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_entry_fits_the_in_process_tier_whatever_the_cores() {
+        for (budget, largest) in [
+            (4u64 << 20, 1u64 << 20),
+            (64 << 20, 1 << 20),
+            (1 << 20, 1 << 20),
+        ] {
+            let config = CacheConfig {
+                l1_max_bytes: budget,
+                max_entry_bytes: largest,
+                ..CacheConfig::default()
+            };
+            let cache = Cache::new(&config).unwrap();
+            let json = Bytes::from(vec![b'x'; usize::try_from(largest).unwrap() - 1]);
+            let key = "keel:thing:_:v:1";
+            let hash = cache.hash_str(key);
+            let stripe = cache.inner.stripes.generation(hash);
+            cache.store_l1(
+                hash,
+                key,
+                hash,
+                stripe,
+                &1u32,
+                json,
+                Duration::from_secs(60),
+            );
+            let entry = cache.l1_get(hash);
+            if budget >= 2 * (largest + 2048) {
+                let entry = entry.expect("stored");
+                assert_eq!(entry.value.downcast_ref::<u32>(), Some(&1));
+            }
+        }
+    }
+
+    #[test]
+    fn an_expired_entry_is_a_miss_and_is_dropped() {
+        let cache = Cache::new(&CacheConfig::default()).unwrap();
+        let key = "keel:thing:_:v:2";
+        let hash = cache.hash_str(key);
+        let stripe = cache.inner.stripes.generation(hash);
+        cache.store_l1(
+            hash,
+            key,
+            hash,
+            stripe,
+            &2u32,
+            Bytes::from_static(b"2"),
+            Duration::ZERO,
+        );
+        assert!(cache.l1_get(hash).is_none());
+        assert_eq!(cache.stats().l1_entries, 0, "dropped by the read");
+    }
 }
