@@ -1048,6 +1048,15 @@ fn jittered(ttl: Duration, jitter: f64) -> Duration {
 mod l1_tests {
     use super::*;
 
+    /// Stores `value` with `json` under `key` in `cache`'s in-process tier
+    /// and returns the key's hash.
+    fn store(cache: &Cache, key: &str, value: u32, json: Bytes, ttl: Duration) -> u64 {
+        let hash = cache.hash_str(key);
+        let stripe = cache.inner.stripes.generation(hash);
+        cache.store_l1(hash, key, hash, stripe, &value, json, ttl);
+        hash
+    }
+
     #[test]
     fn the_largest_entry_fits_the_in_process_tier_whatever_the_cores() {
         for (budget, largest) in [
@@ -1062,18 +1071,7 @@ mod l1_tests {
             };
             let cache = Cache::new(&config).unwrap();
             let json = Bytes::from(vec![b'x'; usize::try_from(largest).unwrap() - 1]);
-            let key = "keel:thing:_:v:1";
-            let hash = cache.hash_str(key);
-            let stripe = cache.inner.stripes.generation(hash);
-            cache.store_l1(
-                hash,
-                key,
-                hash,
-                stripe,
-                &1u32,
-                json,
-                Duration::from_secs(60),
-            );
+            let hash = store(&cache, "keel:thing:_:v:1", 1, json, Duration::from_secs(60));
             let entry = cache.l1_get(hash);
             if budget >= 2 * (largest + 2048) {
                 let entry = entry.expect("stored");
@@ -1085,15 +1083,10 @@ mod l1_tests {
     #[test]
     fn an_expired_entry_is_a_miss_and_is_dropped() {
         let cache = Cache::new(&CacheConfig::default()).unwrap();
-        let key = "keel:thing:_:v:2";
-        let hash = cache.hash_str(key);
-        let stripe = cache.inner.stripes.generation(hash);
-        cache.store_l1(
-            hash,
-            key,
-            hash,
-            stripe,
-            &2u32,
+        let hash = store(
+            &cache,
+            "keel:thing:_:v:2",
+            2,
             Bytes::from_static(b"2"),
             Duration::ZERO,
         );
