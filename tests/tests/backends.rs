@@ -14,6 +14,7 @@ mod backends {
     pub(crate) mod errors;
     pub(crate) mod events;
     pub(crate) mod hardening;
+    pub(crate) mod outbox;
     pub(crate) mod query;
     pub(crate) mod shapes;
     pub(crate) mod tx;
@@ -34,6 +35,7 @@ fn main() {
         ("errors", backends::errors::CASES),
         ("events", backends::events::CASES),
         ("hardening", backends::hardening::CASES),
+        ("outbox", backends::outbox::CASES),
         ("query", backends::query::CASES),
         ("shapes", backends::shapes::CASES),
         ("tx", backends::tx::CASES),

@@ -47,6 +47,9 @@ pub struct KeelConfig {
     /// tables (the audit log) when they are missing (default on; turn it off
     /// where migrations run separately, and call [`Keel::migrate`](crate::Keel::migrate) there).
     pub auto_migrate: bool,
+    /// Where events go: the transactional outbox's sink and relay
+    /// (default: no sink, no outbox).
+    pub events: crate::outbox::EventsConfig,
 }
 
 /// Connection pool settings.
@@ -144,6 +147,7 @@ impl KeelConfig {
             page_token_secret: None,
             write_retries: 3,
             auto_migrate: true,
+            events: crate::outbox::EventsConfig::default(),
         }
     }
 
@@ -166,6 +170,7 @@ impl KeelConfig {
     /// | `KEEL_PAGE_SIZE_DEFAULT` / `KEEL_PAGE_SIZE_MAX` | list page sizes | 20 / 100 |
     /// | `KEEL_PAGE_TOKEN_SECRET` | page token signing key | random per process |
     /// | `KEEL_AUTO_MIGRATE` | create Keel's own tables on connect (`true`/`false`) | true |
+    /// | `KEEL_EVENTS_SINK`, `NATS_URL`, … | the outbox's sink: see [`EventsConfig::from_env`](crate::outbox::EventsConfig::from_env) | no sink |
     pub fn from_env() -> Result<Self> {
         let url = std::env::var("DATABASE_URL")
             .ok()
@@ -178,6 +183,7 @@ impl KeelConfig {
             config.service_name = name.trim().to_owned();
         }
         config.cache = crate::cache::CacheConfig::from_env()?;
+        config.events = crate::outbox::EventsConfig::from_env(&config.service_name)?;
         if let Some(n) = env_parse::<u32>("KEEL_DB_MAX_CONNECTIONS")? {
             config.pool.max_connections = n;
         }

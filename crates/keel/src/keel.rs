@@ -42,6 +42,9 @@ struct Inner {
     query_permits: Arc<tokio::sync::Semaphore>,
     /// The server's exact collation (MySQL), looked up once.
     exact_collation: tokio::sync::OnceCell<Option<&'static str>>,
+    /// Woken after each commit that wrote outbox rows: the relays of this
+    /// process look at once.
+    outbox_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Keel {
@@ -123,6 +126,7 @@ impl Keel {
                 schema_checked: std::sync::Mutex::default(),
                 query_permits,
                 exact_collation: tokio::sync::OnceCell::new(),
+                outbox_wake: Arc::new(tokio::sync::Notify::new()),
             }),
         }
     }
@@ -317,12 +321,24 @@ impl Keel {
         crate::schema::create_indexes::<E>(self).await
     }
 
-    /// Creates the tables Keel itself needs (today `keel_audit`) if they do
-    /// not exist, and brings one made by an older Keel up to date (on MySQL:
-    /// exact text, microsecond times). Run it once at start-up, before the
-    /// first write.
+    /// Creates the tables Keel itself needs (`keel_audit`, `keel_outbox`,
+    /// `keel_inbox`) if they do not exist, and brings one made by an older
+    /// Keel up to date (on MySQL: exact text, microsecond times). Run it
+    /// once at start-up, before the first write.
     pub async fn migrate(&self) -> Result<()> {
-        crate::audit::log_table(self).await
+        crate::audit::log_table(self).await?;
+        crate::outbox::create_tables(self).await
+    }
+
+    /// Whether events are written to the transactional outbox (a sink is
+    /// configured: [`KeelConfig::events`]).
+    pub fn outbox_enabled(&self) -> bool {
+        self.inner.config.events.sink.is_durable()
+    }
+
+    /// The signal the relays of this process wait on.
+    pub(crate) fn outbox_wake(&self) -> Arc<tokio::sync::Notify> {
+        self.inner.outbox_wake.clone()
     }
 
     /// Checks the table of resource `E` against what Keel's guarantees need
@@ -497,6 +513,15 @@ impl KeelBuilder {
     #[must_use]
     pub fn service_name(mut self, name: impl Into<String>) -> Self {
         self.config.service_name = name.into();
+        self
+    }
+
+    /// Where events go: with a sink, every event is written to the
+    /// transactional outbox in its transaction and a [`Relay`](crate::outbox::Relay)
+    /// publishes it.
+    #[must_use]
+    pub fn events(mut self, events: crate::outbox::EventsConfig) -> Self {
+        self.config.events = events;
         self
     }
 

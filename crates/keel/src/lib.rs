@@ -85,6 +85,7 @@ mod input;
 mod keel;
 pub mod lifecycle;
 pub mod metrics;
+pub mod outbox;
 pub mod query;
 mod redacted;
 pub mod resilience;

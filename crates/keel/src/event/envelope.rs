@@ -155,6 +155,50 @@ impl Event {
     }
 }
 
+impl Event {
+    /// The event a CloudEvents 1.0 JSON document ([`to_cloudevent`](Self::to_cloudevent))
+    /// describes, or `None` when it lacks `id`, `type` or `time`.
+    pub fn from_cloudevent(value: &Value) -> Option<Event> {
+        let text = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_owned);
+        Some(Event {
+            id: Uuid::parse_str(value.get("id")?.as_str()?).ok()?,
+            event_type: text("type")?,
+            source: text("source").unwrap_or_default(),
+            subject: text("subject"),
+            time: DateTime::parse_from_rfc3339(value.get("time")?.as_str()?)
+                .ok()?
+                .with_timezone(&Utc),
+            service: text("keelservice").unwrap_or_default(),
+            actor: text("keelactor").unwrap_or_default(),
+            tenant: text("keeltenant"),
+            request_id: text("keelrequestid").unwrap_or_default(),
+            data: value.get("data").cloned().unwrap_or(Value::Null),
+        })
+    }
+
+    /// The event a seed-form document ([`to_seed`](Self::to_seed))
+    /// describes. The seed form carries no id, actor or subject: the id is
+    /// a new one (a consumer takes the transport's message id instead), the
+    /// others are empty.
+    pub fn from_seed(value: &Value) -> Option<Event> {
+        let service = value.get("service")?.as_str()?.to_owned();
+        Some(Event {
+            id: Uuid::now_v7(),
+            event_type: value.get("event_type")?.as_str()?.to_owned(),
+            source: format!("/{service}"),
+            subject: None,
+            time: DateTime::parse_from_rfc3339(value.get("timestamp")?.as_str()?)
+                .ok()?
+                .with_timezone(&Utc),
+            service,
+            actor: String::new(),
+            tenant: None,
+            request_id: String::new(),
+            data: value.get("payload").cloned().unwrap_or(Value::Null),
+        })
+    }
+}
+
 /// The row as JSON with the resource's redacted fields masked.
 fn redacted_row<E: Resource>(row: &E::Model) -> Value {
     let mut value = serde_json::to_value(row).unwrap_or(Value::Null);

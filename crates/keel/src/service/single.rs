@@ -103,7 +103,10 @@ struct Updated<M> {
 impl<E: Resource> BaseService<E> {
     /// Whether a write may run as one statement at all.
     fn single_statement(&self, hooks: HookSlice<'_, E>) -> bool {
-        self.tx.is_none() && hooks.is_empty() && self.keel.backend() == DbBackend::Postgres
+        self.tx.is_none()
+            && hooks.is_empty()
+            && self.keel.backend() == DbBackend::Postgres
+            && !self.keel.outbox_enabled()
     }
 
     /// Runs `work` (one statement and what follows its commit) on a task of

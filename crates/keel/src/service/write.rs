@@ -199,8 +199,12 @@ impl<E: Resource> BaseService<E> {
         Ok(Some((model, unique)))
     }
 
-    /// Whether a subscriber wants the events of `action`.
+    /// Whether the events of `action` are wanted: always with the outbox
+    /// on, else when an in-process subscriber wants them.
     pub(super) fn wants_event(&self, action: WriteAction) -> bool {
+        if self.keel.outbox_enabled() {
+            return true;
+        }
         let service = &self.keel.config().service_name;
         self.keel
             .events()

@@ -58,7 +58,11 @@ type AfterCommit =
 
 /// What runs after the outermost commit, in the order it was queued.
 enum Effect {
+    /// Written to the outbox before the commit when it is on; handed to
+    /// the in-process bus after the commit when it is off.
     Event(Box<Event>),
+    /// Handed to the in-process bus after the commit, never written.
+    Transient(Box<Event>),
     Run(AfterCommit),
 }
 
@@ -149,11 +153,22 @@ impl Tx {
         BaseService::bound(self.clone())
     }
 
-    /// Queues `event` for the in-process subscribers: it is delivered after
-    /// the outermost commit, and never if the transaction (or the savepoint
-    /// it was emitted in) rolls back.
+    /// Emits `event` with the transaction: never if the transaction (or the
+    /// savepoint it was emitted in) rolls back. With the outbox on (a sink
+    /// configured) it is written to `keel_outbox` just before the outermost
+    /// commit, as part of the transaction, and the relay publishes it; with
+    /// the outbox off it is handed to the in-process subscribers after the
+    /// commit.
     pub fn emit(&self, event: Event) {
         self.push(Effect::Event(Box::new(event)));
+    }
+
+    /// Emits `event` for the in-process subscribers only, after the
+    /// outermost commit, and never to the outbox: delivery at most once,
+    /// lost if the process dies before it. For notifications nobody must
+    /// rely on (a cache warm-up, a progress signal).
+    pub fn emit_transient(&self, event: Event) {
+        self.push(Effect::Transient(Box::new(event)));
     }
 
     /// Emits a typed domain event: type `{service}.{D::TYPE}`, data the
@@ -387,6 +402,25 @@ where
         (Ok(_), Some(why)) => Err(X::from(Error::aborted(why))),
         (result, _) => result,
     };
+    let effects = std::mem::take(&mut *lock(&node.effects));
+    // The outbox rows are the transaction's last statement: they commit
+    // with everything else, or not at all.
+    let result = match result {
+        Ok(value) if keel.outbox_enabled() => {
+            let durable: Vec<Event> = effects
+                .iter()
+                .filter_map(|e| match e {
+                    Effect::Event(event) => Some((**event).clone()),
+                    _ => None,
+                })
+                .collect();
+            match crate::outbox::insert(&node.conn, &durable).await {
+                Ok(()) => Ok(value),
+                Err(err) => Err(X::from(Error::from(err))),
+            }
+        }
+        other => other,
+    };
     session.reset(&node.conn, pool_timeout).await;
     match result {
         Ok(value) => {
@@ -394,7 +428,6 @@ where
                 .commit()
                 .await
                 .map_err(|e| X::from(commit_error(e)))?;
-            let effects = node.effects.into_inner().unwrap_or_else(|e| e.into_inner());
             run_effects(keel, effects).await;
             Ok(value)
         }
@@ -549,12 +582,18 @@ fn answered_by_database(err: &DbErr) -> bool {
 }
 
 async fn run_effects(keel: &Keel, effects: Vec<Effect>) {
+    let durable = keel.outbox_enabled();
     let mut events = Vec::new();
+    let mut written = false;
     for effect in effects {
         match effect {
             Effect::Run(work) => work().await,
-            Effect::Event(event) => events.push(*event),
+            Effect::Event(_) if durable => written = true,
+            Effect::Event(event) | Effect::Transient(event) => events.push(*event),
         }
+    }
+    if written {
+        keel.outbox_wake().notify_waiters();
     }
     for event in events {
         keel.events().publish(event);

@@ -1,0 +1,183 @@
+//! The `keel_outbox` and `keel_inbox` tables and the statements on them.
+//!
+//! Both tables are Keel's own and their statements are plain SQL, one text
+//! per backend: the relay's claim needs `FOR UPDATE SKIP LOCKED` and a
+//! correlated `NOT EXISTS`, which read more clearly as SQL than as a
+//! builder chain. Times are milliseconds since the epoch (`BIGINT`), one
+//! representation on all three databases.
+
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
+
+use super::now_ms;
+use crate::event::Event;
+use crate::{Error, Keel, Result};
+
+/// A row's state.
+pub(crate) const PENDING: i16 = 0;
+pub(crate) const PUBLISHED: i16 = 1;
+pub(crate) const DEAD: i16 = 2;
+
+/// Rewrites `?` placeholders as `$1, $2, …` for PostgreSQL. The texts here
+/// hold no `?` other than placeholders.
+pub(crate) fn sql(backend: DbBackend, text: &str) -> String {
+    if backend != DbBackend::Postgres {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut n = 0;
+    for c in text.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+pub(crate) fn statement(backend: DbBackend, text: &str, values: Vec<Value>) -> Statement {
+    Statement::from_sql_and_values(backend, sql(backend, text), values)
+}
+
+/// `?, ?, …` for `n` values.
+pub(crate) fn marks(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// Creates `keel_outbox` and `keel_inbox` (and, on PostgreSQL, the
+/// trigger that notifies relays of new rows) when they do not exist.
+pub(crate) async fn create_tables(keel: &Keel) -> Result<()> {
+    let db = keel.db();
+    let statements: &[&str] = match keel.backend() {
+        DbBackend::Postgres => &[
+            "CREATE TABLE IF NOT EXISTS keel_outbox (
+                seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                event_id VARCHAR(36) NOT NULL,
+                topic VARCHAR(255) NOT NULL,
+                payload TEXT NOT NULL,
+                created_ms BIGINT NOT NULL,
+                state SMALLINT NOT NULL DEFAULT 0,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_ms BIGINT NOT NULL DEFAULT 0,
+                lease_owner VARCHAR(64),
+                lease_ms BIGINT NOT NULL DEFAULT 0,
+                done_ms BIGINT,
+                last_error TEXT)",
+            "CREATE INDEX IF NOT EXISTS keel_outbox_pending ON keel_outbox (seq) WHERE state = 0",
+            "CREATE INDEX IF NOT EXISTS keel_outbox_pending_topic ON keel_outbox (topic, seq) WHERE state = 0",
+            "CREATE INDEX IF NOT EXISTS keel_outbox_done ON keel_outbox (done_ms) WHERE state <> 0",
+            "CREATE TABLE IF NOT EXISTS keel_outbox_lock (id INTEGER PRIMARY KEY)",
+            "INSERT INTO keel_outbox_lock (id) VALUES (1) ON CONFLICT DO NOTHING",
+            "CREATE OR REPLACE FUNCTION keel_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS
+                $$ BEGIN PERFORM pg_notify('keel_outbox', ''); RETURN NULL; END $$",
+            "CREATE OR REPLACE TRIGGER keel_outbox_notify AFTER INSERT ON keel_outbox
+                FOR EACH STATEMENT EXECUTE FUNCTION keel_outbox_notify()",
+            "CREATE TABLE IF NOT EXISTS keel_inbox (
+                consumer VARCHAR(128) NOT NULL,
+                event_id VARCHAR(36) NOT NULL,
+                done_ms BIGINT NOT NULL,
+                outcome VARCHAR(8) NOT NULL,
+                error TEXT,
+                PRIMARY KEY (consumer, event_id))",
+        ],
+        DbBackend::MySql => &[
+            "CREATE TABLE IF NOT EXISTS keel_outbox (
+                seq BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+                event_id VARCHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+                topic VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+                payload LONGTEXT CHARACTER SET utf8mb4 NOT NULL,
+                created_ms BIGINT NOT NULL,
+                state SMALLINT NOT NULL DEFAULT 0,
+                attempts INT NOT NULL DEFAULT 0,
+                next_ms BIGINT NOT NULL DEFAULT 0,
+                lease_owner VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NULL,
+                lease_ms BIGINT NOT NULL DEFAULT 0,
+                done_ms BIGINT NULL,
+                last_error TEXT CHARACTER SET utf8mb4 NULL,
+                KEY keel_outbox_pending (state, seq),
+                KEY keel_outbox_pending_topic (state, topic, seq),
+                KEY keel_outbox_done (state, done_ms))",
+            "CREATE TABLE IF NOT EXISTS keel_outbox_lock (id INT NOT NULL PRIMARY KEY)",
+            "INSERT IGNORE INTO keel_outbox_lock (id) VALUES (1)",
+            "CREATE TABLE IF NOT EXISTS keel_inbox (
+                consumer VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+                event_id VARCHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+                done_ms BIGINT NOT NULL,
+                outcome VARCHAR(8) NOT NULL,
+                error TEXT CHARACTER SET utf8mb4 NULL,
+                PRIMARY KEY (consumer, event_id))",
+        ],
+        _ => &[
+            "CREATE TABLE IF NOT EXISTS keel_outbox (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                event_id TEXT NOT NULL,
+                topic TEXT NOT NULL,
+                payload TEXT NOT NULL,
+                created_ms BIGINT NOT NULL,
+                state SMALLINT NOT NULL DEFAULT 0,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_ms BIGINT NOT NULL DEFAULT 0,
+                lease_owner TEXT,
+                lease_ms BIGINT NOT NULL DEFAULT 0,
+                done_ms BIGINT,
+                last_error TEXT)",
+            "CREATE INDEX IF NOT EXISTS keel_outbox_pending ON keel_outbox (seq) WHERE state = 0",
+            "CREATE INDEX IF NOT EXISTS keel_outbox_pending_topic ON keel_outbox (topic, seq) WHERE state = 0",
+            "CREATE INDEX IF NOT EXISTS keel_outbox_done ON keel_outbox (done_ms) WHERE state <> 0",
+            "CREATE TABLE IF NOT EXISTS keel_inbox (
+                consumer TEXT NOT NULL,
+                event_id TEXT NOT NULL,
+                done_ms BIGINT NOT NULL,
+                outcome TEXT NOT NULL,
+                error TEXT,
+                PRIMARY KEY (consumer, event_id))",
+        ],
+    };
+    for text in statements {
+        match db.execute_unprepared(text).await {
+            Ok(_) => {}
+            // Two instances migrating at once on PostgreSQL: `CREATE … IF
+            // NOT EXISTS` can still collide on the catalog; the other won.
+            Err(err) if keel.backend() == DbBackend::Postgres && is_duplicate(&err) => {}
+            Err(err) => return Err(Error::from(err)),
+        }
+    }
+    Ok(())
+}
+
+fn is_duplicate(err: &DbErr) -> bool {
+    let text = err.to_string();
+    text.contains("duplicate key") || text.contains("already exists")
+}
+
+/// Writes `events` to the outbox, in one statement, inside the caller's
+/// transaction.
+pub(crate) async fn insert<C: ConnectionTrait>(conn: &C, events: &[Event]) -> Result<(), DbErr> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let backend = conn.get_database_backend();
+    let created = now_ms();
+    // Many rows: stay below every backend's limit on bound values.
+    for chunk in events.chunks(1000) {
+        let mut text =
+            String::from("INSERT INTO keel_outbox (event_id, topic, payload, created_ms) VALUES ");
+        let mut values = Vec::with_capacity(chunk.len() * 4);
+        for (i, event) in chunk.iter().enumerate() {
+            if i > 0 {
+                text.push_str(", ");
+            }
+            text.push_str("(?, ?, ?, ?)");
+            let payload = serde_json::to_string(event)
+                .map_err(|e| DbErr::Custom(format!("an event does not serialise: {e}")))?;
+            values.push(event.id.to_string().into());
+            values.push(event.event_type.clone().into());
+            values.push(payload.into());
+            values.push(created.into());
+        }
+        conn.execute_raw(statement(backend, &text, values)).await?;
+    }
+    Ok(())
+}
