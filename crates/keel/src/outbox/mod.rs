@@ -110,6 +110,7 @@ impl EventsConfig {
     /// | `KEEL_OUTBOX_MAX_ATTEMPTS` | publish attempts before a row is dead-lettered | 10 |
     /// | `KEEL_OUTBOX_RETENTION_SECS` | how long published rows are kept | 86400 |
     /// | `KEEL_OUTBOX_DEGRADED_AFTER_SECS` | oldest pending age that makes health Degraded | 60 |
+    /// | `KEEL_OUTBOX_LEASE_MS` | how long a claim holds its rows | 30000 |
     pub fn from_env(service_name: &str) -> Result<Self> {
         let nats_url = std::env::var("NATS_URL")
             .ok()
@@ -167,6 +168,9 @@ impl EventsConfig {
         }
         if let Some(secs) = env_parse::<u64>("KEEL_OUTBOX_RETENTION_SECS")? {
             relay.retention = Duration::from_secs(secs);
+        }
+        if let Some(ms) = env_parse::<u64>("KEEL_OUTBOX_LEASE_MS")? {
+            relay.lease = Duration::from_millis(ms.max(1));
         }
         if let Some(secs) = env_parse::<u64>("KEEL_OUTBOX_DEGRADED_AFTER_SECS")? {
             relay.degraded_after = Duration::from_secs(secs);
