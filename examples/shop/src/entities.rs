@@ -247,3 +247,61 @@ pub mod order_line {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// A shipment: one per placed order, written by the shipments consumer
+/// ([`crate::shipments`]) from `shop.order.placed`, cancelled by
+/// `shop.order.cancelled`. Read-only over HTTP.
+pub mod shipment {
+    use sea_orm::entity::prelude::*;
+    use serde::{Deserialize, Serialize};
+
+    /// A row of `shipments`.
+    #[derive(
+        Clone,
+        Debug,
+        PartialEq,
+        Eq,
+        DeriveEntityModel,
+        Serialize,
+        Deserialize,
+        keel::Service,
+        keel::Audit,
+    )]
+    #[sea_orm(table_name = "shipments")]
+    #[service(name = "shipment")]
+    pub struct Model {
+        /// Server-assigned.
+        #[sea_orm(primary_key)]
+        #[service(filter, sort)]
+        pub id: i64,
+        /// The order shipped; one shipment per order.
+        #[sea_orm(unique)]
+        #[service(filter(eq, in), sort)]
+        pub order_id: i64,
+        /// Who bought.
+        #[service(filter(eq, in))]
+        pub customer_id: Uuid,
+        /// Units in the parcel.
+        pub units: i32,
+        /// `pending` or `cancelled`.
+        #[service(filter(eq, ne, in), sort)]
+        pub status: String,
+        /// The event it was made from: `shop.order.placed`'s id.
+        pub event_id: Uuid,
+        /// The ETag.
+        #[service(version)]
+        pub version: i32,
+        /// Server-set.
+        #[service(created_at, filter, sort)]
+        pub created_at: DateTimeUtc,
+        /// Server-set.
+        #[service(updated_at)]
+        pub updated_at: DateTimeUtc,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

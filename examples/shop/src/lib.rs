@@ -16,6 +16,7 @@ pub mod entities;
 pub mod migrate;
 pub mod orders;
 pub mod seed;
+pub mod shipments;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -37,7 +38,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 pub use auth::Tokens;
-use entities::{customer, order, product};
+use entities::{customer, order, product, shipment};
 
 /// The SQLite file used when `DATABASE_URL` is not set.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://shop.db?mode=rwc";
@@ -86,6 +87,17 @@ impl Config {
             keel.database_url = DEFAULT_DATABASE_URL.to_owned();
         }
         keel.service_name = "shop".to_owned();
+        // Without a broker, events still go through the outbox: the relay
+        // feeds the in-process bus, and the shipments consumer runs in
+        // process. `KEEL_EVENTS_SINK=none` turns the outbox off.
+        if var("KEEL_EVENTS_SINK").is_none() && !keel.events.sink.is_durable() {
+            keel.events.sink = keel::outbox::SinkKind::Bus;
+        }
+        if let keel::outbox::SinkKind::Nats { stream, .. } = &mut keel.events.sink
+            && var("KEEL_EVENTS_STREAM").is_none()
+        {
+            *stream = keel::outbox::default_stream("shop");
+        }
         let allow_open = match var("SHOP_ALLOW_OPEN").as_deref().map(str::trim) {
             None | Some("false" | "0") => false,
             Some("true" | "1") => true,
@@ -156,7 +168,8 @@ pub fn openapi(bearer: bool, view: View) -> ApiDoc {
     orders::document(
         doc.resource::<product::Entity>()
             .resource::<customer::Entity>()
-            .resource_only::<order::Entity>(&ORDER_OPERATIONS),
+            .resource_only::<order::Entity>(&ORDER_OPERATIONS)
+            .resource_only::<shipment::Entity>(&SHIPMENT_OPERATIONS),
         bearer,
     )
     .ops()
@@ -165,6 +178,14 @@ pub fn openapi(bearer: bool, view: View) -> ApiDoc {
 /// The generic routes of orders; placing, reading and cancelling one are
 /// the shop's own ([`orders::routes`]).
 const ORDER_OPERATIONS: [Operation; 3] = [Operation::List, Operation::Count, Operation::History];
+
+/// Shipments are written by the shipments consumer only: read over HTTP.
+const SHIPMENT_OPERATIONS: [Operation; 4] = [
+    Operation::List,
+    Operation::Count,
+    Operation::Get,
+    Operation::History,
+];
 
 /// Products: anyone reads the live catalogue; writes, the audit history and
 /// deleted rows need a token. Customers and orders: every operation needs
@@ -225,6 +246,12 @@ pub fn app(
         .merge(
             keel_axum::routes(keel.service::<order::Entity>())
                 .only(&ORDER_OPERATIONS)
+                .authorize(policy(open, true))
+                .reveal_private(reveal),
+        )
+        .merge(
+            keel_axum::routes(keel.service::<shipment::Entity>())
+                .only(&SHIPMENT_OPERATIONS)
                 .authorize(policy(open, true))
                 .reveal_private(reveal),
         )
@@ -328,11 +355,23 @@ pub async fn start(config: Config, subscribers: Vec<Subscription>) -> Result<Ser
     let keel = connect(&config, subscribers)
         .await
         .map_err(|e| format!("cannot connect: {e} ({})", source_of(&e)))?;
-    let runtime = Runtime::builder("shop", env!("CARGO_PKG_VERSION"))
+    let mut runtime = Runtime::builder("shop", env!("CARGO_PKG_VERSION"))
         .config(config.runtime.clone())
-        .keel(&keel)
-        .build()
-        .map_err(|e| e.to_string())?;
+        .keel(&keel);
+    if keel.outbox_enabled() {
+        // The relay publishes the committed events (to NATS, or to the
+        // in-process bus, where the shipments consumer then runs).
+        runtime = runtime.component(
+            keel::outbox::Relay::new(&keel).map_err(|e| e.to_string())?,
+            &["database"],
+        );
+        if keel.config().events.sink == keel::outbox::SinkKind::Bus {
+            keel.events()
+                .subscribe(shipments::in_process(&keel))
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    let runtime = runtime.build().map_err(|e| e.to_string())?;
     runtime
         .health()
         .register(

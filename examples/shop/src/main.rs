@@ -1,6 +1,7 @@
-//! `shop`: serve the API (the default), or `shop seed --products N`, or
-//! `shop migrate`. Configuration comes from the environment: `BIND`,
-//! `DATABASE_URL`, `REDIS_URL`, `SHOP_TOKENS`, `SHOP_RATE_LIMIT`,
+//! `shop`: serve the API (the default), `shop worker` (the shipments
+//! consumer, with `NATS_URL`), `shop seed --products N`, or `shop migrate`.
+//! Configuration comes from the environment: `BIND`, `DATABASE_URL`,
+//! `REDIS_URL`, `NATS_URL`, `SHOP_TOKENS`, `SHOP_RATE_LIMIT`,
 //! `KEEL_LOG_FORMAT`.
 
 use std::io::IsTerminal;
@@ -9,12 +10,14 @@ use std::process::ExitCode;
 use keel::telemetry::{LogFormat, init_logging};
 use shop::{Config, connect, migrate, seed, start};
 
-const USAGE: &str = "usage: shop [serve | seed --products N | migrate]
+const USAGE: &str = "usage: shop [serve | worker | seed --products N | migrate]
 
 environment:
   BIND             where to listen (default 127.0.0.1:8080)
   DATABASE_URL     postgres://..., mysql://... or sqlite://... (default sqlite://shop.db?mode=rwc)
   REDIS_URL        the shared cache tier (default: in-process cache only)
+  NATS_URL         publish events to NATS JetStream (stream SHOP); `shop worker` consumes them
+                   (default: no broker; events feed the in-process bus through the outbox)
   SHOP_TOKENS      name:token,... bearer tokens (32 characters or more); unset: open development mode
   SHOP_ALLOW_OPEN  true: allow the open mode on an address other than loopback
   SHOP_RATE_LIMIT  requests a second per caller (default: no limit)
@@ -41,6 +44,13 @@ async fn main() -> ExitCode {
         .as_slice()
     {
         [] | ["serve"] => serve(config).await,
+        ["worker"] => match connect(&config, Vec::new()).await {
+            Ok(keel) => match shop::shipments::worker(keel).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&format!("worker: {e}")),
+            },
+            Err(e) => fail(&format!("worker: {e}")),
+        },
         ["seed", "--products", n] => match n.parse::<usize>() {
             Ok(n) => seed_products(config, n).await,
             Err(_) => fail(&format!("--products takes a number, got {n:?}\n{USAGE}")),
@@ -84,12 +94,22 @@ async fn serve(config: Config) -> ExitCode {
     let url = server.url();
     println!("shop listening on {url}  (API docs: {url}/docs, health: {url}/health)");
     println!(
-        "database: {:?}; cache: {}",
+        "database: {:?}; cache: {}; events: {}",
         server.keel.backend(),
         if redis {
             "memory + Redis"
         } else {
             "memory only (set REDIS_URL to share it)"
+        },
+        match &server.keel.config().events.sink {
+            keel::outbox::SinkKind::Nats { stream, .. } => format!(
+                "outbox -> NATS JetStream stream {stream} (run `shop worker` for shipments)"
+            ),
+            keel::outbox::SinkKind::Redis { .. } => "outbox -> Redis Streams".to_owned(),
+            keel::outbox::SinkKind::Bus =>
+                "outbox -> in-process bus (shipments made in process; set NATS_URL for a broker)"
+                    .to_owned(),
+            _ => "in-process only, no outbox".to_owned(),
         }
     );
     match &config.tokens {

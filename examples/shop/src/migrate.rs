@@ -4,7 +4,7 @@
 use keel::{Error, Keel};
 use sea_orm::{ConnectionTrait, Statement};
 
-use crate::entities::{customer, order, order_line, product};
+use crate::entities::{customer, order, order_line, product, shipment};
 
 /// The migrations, in order: (version, name).
 pub const MIGRATIONS: &[(i64, &str)] = &[
@@ -13,6 +13,8 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (3, "customers"),
     (4, "orders and order lines"),
     (5, "indexes for the declared queries"),
+    (6, "keel tables (outbox and inbox)"),
+    (7, "shipments"),
 ];
 
 async fn apply(keel: &Keel, version: i64) -> keel::Result<()> {
@@ -29,6 +31,12 @@ async fn apply(keel: &Keel, version: i64) -> keel::Result<()> {
             keel.create_indexes::<customer::Entity>().await?;
             keel.create_indexes::<order::Entity>().await?;
             keel.create_indexes::<order_line::Entity>().await?;
+            Ok(())
+        }
+        6 => keel.migrate().await,
+        7 => {
+            keel.create_table(shipment::Entity).await?;
+            keel.create_indexes::<shipment::Entity>().await?;
             Ok(())
         }
         _ => Ok(()),

@@ -2,76 +2,9 @@
 //! runs in the open development mode, serves, shuts down gracefully on
 //! SIGTERM (exit code 0), and keeps its data across a restart.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-struct Running {
-    child: Child,
-    url: String,
-    banner: Vec<String>,
-}
-
-fn start(dir: &std::path::Path, tokens: Option<&str>) -> Running {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
-    command
-        .current_dir(dir)
-        .env("BIND", "127.0.0.1:0")
-        .env("KEEL_DRAIN_DELAY_MS", "100")
-        .env_remove("DATABASE_URL")
-        .env_remove("REDIS_URL")
-        .env_remove("SHOP_RATE_LIMIT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    match tokens {
-        Some(t) => command.env("SHOP_TOKENS", t),
-        None => command.env_remove("SHOP_TOKENS"),
-    };
-    let mut child = command.spawn().expect("the shop binary starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut banner = Vec::new();
-    let mut url = None;
-    // Logs come first; the banner ends with the line about authentication.
-    loop {
-        let line = lines.next().expect("a banner line").expect("text");
-        if let Some(rest) = line.strip_prefix("shop listening on ") {
-            url = rest.split_whitespace().next().map(str::to_owned);
-        }
-        let last = line.starts_with("OPEN DEVELOPMENT MODE") || line.starts_with("bearer tokens");
-        banner.push(line);
-        if last {
-            break;
-        }
-    }
-    // Keep draining stdout so the process never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Running {
-        child,
-        url: url.expect("the banner names the URL"),
-        banner,
-    }
-}
-
-fn sigterm_and_wait(mut running: Running) -> std::process::ExitStatus {
-    let pid = running.child.id().to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill runs");
-    assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = running.child.try_wait().expect("wait") {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the shop did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use common::{sigterm_and_wait, start};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_it_gracefully_and_data_survives_a_restart() {
