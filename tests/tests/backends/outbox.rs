@@ -25,6 +25,7 @@ keel_tests::cases![
     jetstream_gets_each_event_with_its_id_and_consumers_act_once,
     redis_consumer_retries_and_dead_letters,
     a_broker_that_is_down_fills_the_backlog_then_dead_letters_after_max_attempts,
+    writes_outside_a_transaction_put_the_same_event_in_the_outbox,
 ];
 
 fn ctx() -> Context {
@@ -698,4 +699,66 @@ async fn a_broker_that_is_down_fills_the_backlog_then_dead_letters_after_max_att
         keel::health::HealthStatus::Degraded,
         "dead letters show"
     );
+}
+
+/// On PostgreSQL a create or update outside a transaction is one statement,
+/// which writes the outbox row itself (debug builds check it is the
+/// transaction path's event); on every backend the published event carries
+/// the row as returned and the update's changes.
+async fn writes_outside_a_transaction_put_the_same_event_in_the_outbox(env: Env) {
+    use keel_tests::entities::memo;
+    let service = service();
+    let keel = keel_with(&env, &service, EventsConfig::with_sink(SinkKind::Bus)).await;
+    let seen = collect_events(&keel, "memos", "*.memo.*");
+    let memos = keel.service::<memo::Entity>();
+    let created = memos
+        .create(
+            &ctx(),
+            memo::NewMemo {
+                body: "first".into(),
+                recipient: Some("bob".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let updated = memos
+        .update(
+            &ctx(),
+            created.id,
+            memo::MemoPatch::default().body("second".to_owned()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outbox_rows(&keel).await, 2);
+    Relay::build(
+        &keel,
+        None,
+        WireFormat::CloudEvents,
+        fast(RelayConfig::default()),
+    )
+    .drain()
+    .await
+    .unwrap();
+    let events = seen.lock().unwrap().clone();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].event_type, format!("{service}.memo.created"));
+    assert_eq!(
+        events[0].subject.as_deref(),
+        Some(created.id.to_string().as_str())
+    );
+    assert_eq!(
+        events[0].data["row"],
+        serde_json::to_value(&created).unwrap()
+    );
+    assert_eq!(events[1].event_type, format!("{service}.memo.updated"));
+    assert_eq!(
+        events[1].data["row"],
+        serde_json::to_value(&updated).unwrap()
+    );
+    assert_eq!(
+        events[1].data["changes"],
+        serde_json::json!([{"field": "body", "old": "first", "new": "second"}])
+    );
+    assert_eq!(events[1].actor, "alice");
+    assert_eq!(events[1].request_id, "req-outbox");
 }

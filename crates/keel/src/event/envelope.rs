@@ -110,11 +110,23 @@ impl Event {
                 serde_json::to_value(changes).unwrap_or(Value::Null),
             );
         }
+        Event::write_shell::<E>(ctx, service, action, key.into(), Value::Object(data))
+    }
+
+    /// The event of a write of `E` with `data` as given: the envelope a
+    /// statement that works out the row itself fills in.
+    pub(crate) fn write_shell<E: Resource>(
+        ctx: &Context,
+        service: &str,
+        action: WriteAction,
+        key: String,
+        data: Value,
+    ) -> Self {
         let mut event = Event::custom(
             ctx,
             service,
             format!("{service}.{}", E::event_type(action)),
-            Value::Object(data),
+            data,
         );
         event.source = format!("/{service}/{}", E::PLURAL);
         event.with_subject(key)

@@ -34,10 +34,12 @@ pub(super) struct WritePlan {
     pub(super) at: DateTime<Utc>,
 }
 
-/// What runs once a write committed: the invalidation, then the event.
+/// What runs once a write committed: the invalidation, then the event
+/// (or, when the write put its event in the outbox, the relay's wake-up).
 pub(super) struct AfterCommit {
     invalidate: Option<(Scope, String)>,
     event: Option<Event>,
+    wake: bool,
 }
 
 impl WritePlan {
@@ -69,6 +71,29 @@ impl WritePlan {
                 .write_scope(ctx)
                 .map(|scope| (scope, self.key.clone())),
             event: service.write_event(ctx, self.action, self.key.clone(), row, changes),
+            wake: false,
+        }
+    }
+
+    /// What a one-statement write leaves for after its commit: with the
+    /// outbox on, its statement wrote the event, and the relay is woken.
+    pub(super) fn after_statement<E: Resource>(
+        &self,
+        service: &BaseService<E>,
+        ctx: &Context,
+        row: &E::Model,
+        changes: impl FnOnce() -> Vec<Change>,
+    ) -> AfterCommit {
+        if service.keel().outbox_enabled() {
+            AfterCommit {
+                invalidate: service
+                    .write_scope(ctx)
+                    .map(|scope| (scope, self.key.clone())),
+                event: None,
+                wake: true,
+            }
+        } else {
+            self.after_commit(service, ctx, row, changes)
         }
     }
 }
@@ -83,6 +108,9 @@ impl AfterCommit {
         }
         if let Some(event) = self.event {
             keel.events().publish(event);
+        }
+        if self.wake {
+            keel.outbox_wake().notify_waiters();
         }
     }
 

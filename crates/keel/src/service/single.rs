@@ -44,6 +44,14 @@
 //! SELECT * FROM "keel_row"
 //! ```
 //!
+//! With the transactional outbox on, the event is one more part of the same
+//! statement: a create builds it from the predicted row (the assigned key
+//! put into its subject and row by the statement); an update builds its
+//! envelope, and the statement adds the row (every column must be one
+//! PostgreSQL writes exactly) and the changes of its audit entry:
+//! `"keel_outbox" AS (INSERT INTO keel_outbox (…) SELECT $n, $m, $p || json_build_object(…)::text || … FROM "keel_new")`.
+//! Debug builds check each such event against the transaction path's.
+//!
 //! Anything else takes the general path, a transaction.
 //!
 //! Once sent, a one-statement write is a commit, which nothing cuts off
@@ -70,6 +78,7 @@ use super::plan::WritePlan;
 use super::texts::Texts;
 use super::write::{ActiveModelOf, HookSlice};
 use crate::audit::{self, Change, EntryColumn};
+use crate::event::Event;
 use crate::query::primary_key_column;
 use crate::resource::SchemaType;
 use crate::resource::value::{self, FieldType, column_type};
@@ -103,10 +112,7 @@ struct Updated<M> {
 impl<E: Resource> BaseService<E> {
     /// Whether a write may run as one statement at all.
     fn single_statement(&self, hooks: HookSlice<'_, E>) -> bool {
-        self.tx.is_none()
-            && hooks.is_empty()
-            && self.keel.backend() == DbBackend::Postgres
-            && !self.keel.outbox_enabled()
+        self.tx.is_none() && hooks.is_empty() && self.keel.backend() == DbBackend::Postgres
     }
 
     /// Runs `work` (one statement and what follows its commit) on a task of
@@ -186,6 +192,33 @@ impl<E: Resource> BaseService<E> {
             }
         };
         let mut plan = WritePlan::new(WriteAction::Created, key);
+        // With the outbox on, the event is one more part of the statement:
+        // built here from the predicted row, the assigned key (in its
+        // subject and its row) put in by the statement.
+        let outbox = self.keel.outbox_enabled().then(|| {
+            let nonce = OutboxRow::nonce();
+            let subject = if assigned {
+                nonce.clone()
+            } else {
+                plan.key.clone()
+            };
+            let service = &self.keel.config().service_name;
+            let mut event = Event::for_write::<E>(
+                ctx,
+                service,
+                WriteAction::Created,
+                subject,
+                &predicted,
+                None,
+            );
+            if assigned
+                && let Some(v) = event.data["row"].get_mut(key_name)
+                && !E::REDACTED_FIELDS.contains(&key_name)
+            {
+                *v = serde_json::Value::String(nonce.clone());
+            }
+            OutboxRow::new(&event, &nonce)
+        });
         let unique = Self::unique_candidates(&model);
         // Every column is set (but an assigned key), so the statement's
         // text depends only on the resource and on where the key goes in
@@ -201,23 +234,29 @@ impl<E: Resource> BaseService<E> {
             insert.returning(returning::<E>());
             DbBackend::Postgres.build(&insert)
         };
-        static TEXTS: Texts<(TypeId, Option<Option<usize>>)> = Texts::new();
+        static TEXTS: Texts<(TypeId, Option<Option<usize>>, Option<usize>)> = Texts::new();
         let shape = match entity_id {
             EntityId::Known => None,
             EntityId::Assigned(at) => Some(at),
         };
-        let Some(sql) = TEXTS.get_or_build((TypeId::of::<E>(), shape), || {
+        let gaps = outbox.as_ref().map(OutboxRow::gaps);
+        let Some(sql) = TEXTS.get_or_build((TypeId::of::<E>(), shape, gaps), || {
             let insert = build();
             Some(insert_with_entry_sql::<E>(
                 &insert.sql,
                 inserted.len(),
                 &entity_id,
+                gaps,
             ))
         }) else {
             return Single::Declined;
         };
-        let values =
+        let mut values =
             insert_with_entry_values(inserted, plan.audit_values::<E>(ctx), &entity_id, &changes);
+        let event_id = outbox.as_ref().map(|o| o.event_id.clone());
+        if let Some(outbox) = outbox {
+            values.extend(outbox.values());
+        }
         if cfg!(debug_assertions) {
             // The text and the values are sea-query's, in its order.
             let insert = build();
@@ -225,6 +264,7 @@ impl<E: Resource> BaseService<E> {
                 &insert.sql,
                 insert.values.as_ref().map_or(0, |v| v.0.len()),
                 &entity_id,
+                gaps,
             );
             debug_assert_eq!(&*sql, built.as_str());
             let expected = insert.values.map(|v| v.0).unwrap_or_default();
@@ -240,7 +280,11 @@ impl<E: Resource> BaseService<E> {
                 };
                 if let Some(key) = Self::key_of(&row) {
                     plan.key = key.to_string();
-                    plan.after_commit(&service, &task_ctx, &row, Vec::new)
+                    if let Some(id) = &event_id {
+                        debug_assert_event::<E>(&service, &task_ctx, id, &plan.key, &row, None)
+                            .await;
+                    }
+                    plan.after_statement(&service, &task_ctx, &row, Vec::new)
                         .run(&service.keel)
                         .await;
                 }
@@ -316,6 +360,7 @@ impl<E: Resource> BaseService<E> {
             written: 0,
             compared: 0,
             expected: expected.is_some(),
+            event: self.keel.outbox_enabled(),
         };
         for (i, column) in E::Column::iter().enumerate() {
             if model.get(column).is_set() {
@@ -372,6 +417,22 @@ impl<E: Resource> BaseService<E> {
         values.push(Value::Bool(Some(
             debug || self.wants_event(WriteAction::Updated),
         )));
+        // With the outbox on, the event is one more part of the statement:
+        // its envelope built here, its row and changes by the statement.
+        let event_id = shape.event.then(|| {
+            let nonce = OutboxRow::nonce();
+            let event = Event::write_shell::<E>(
+                ctx,
+                &self.keel.config().service_name,
+                WriteAction::Updated,
+                plan.key.clone(),
+                serde_json::json!({ "row": nonce, "changes": nonce }),
+            );
+            let outbox = OutboxRow::new(&event, &nonce);
+            let id = outbox.event_id.clone();
+            values.extend(outbox.values());
+            id
+        });
         let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql.as_ref(), values);
         let (service, task_ctx) = (self.clone(), ctx.clone());
         let outcome = self
@@ -393,7 +454,19 @@ impl<E: Resource> BaseService<E> {
                 }
                 if let Some(new) = &updated.new {
                     let changes = &updated.changes;
-                    plan.after_commit(&service, &task_ctx, new, || recorded(changes))
+                    if let Some(id) = &event_id {
+                        let recorded = recorded(changes);
+                        debug_assert_event::<E>(
+                            &service,
+                            &task_ctx,
+                            id,
+                            &plan.key,
+                            new,
+                            Some(&recorded),
+                        )
+                        .await;
+                    }
+                    plan.after_statement(&service, &task_ctx, new, || recorded(changes))
                         .run(&service.keel)
                         .await;
                 }
@@ -458,6 +531,8 @@ struct Shape {
     written: u64,
     compared: u64,
     expected: bool,
+    /// Whether the statement writes the event to the outbox.
+    event: bool,
 }
 
 fn bit(i: usize) -> u64 {
@@ -562,10 +637,32 @@ fn build_update_sql<E: Resource>(shape: Shape) -> Option<String> {
     entry_columns.push(changes_column.clone());
     entry_values.push(changes);
     let (old_always, send_changes) = (next(), next());
+    // The event's row, as the model serialises it (redacted fields
+    // masked): every column must be one PostgreSQL writes exactly.
+    let outbox = if shape.event {
+        let mut fields = Vec::new();
+        for column in E::Column::iter() {
+            let (name, json) = (field_name::<E>(column)?, json_of::<E>(column)?);
+            let value = if E::REDACTED_FIELDS.contains(&name) {
+                format!("to_jsonb({}::text)", literal(audit::REDACTED))
+            } else {
+                json.sql(&format!("\"keel_new\".{}", quoted(column.as_str())))
+            };
+            fields.push(format!("{}, {value}", literal(name)));
+        }
+        let row = format!("json_build_object({})::text", fields.join(", "));
+        let changes = format!("(SELECT {changes_column}::text FROM \"keel_entry\")");
+        format!(
+            ", {}",
+            outbox_cte(&mut next, "\"keel_new\"", &[row, changes])
+        )
+    } else {
+        String::new()
+    };
     Some(format!(
         "WITH \"keel_old\" AS (SELECT * FROM {table} WHERE {} FOR UPDATE), \
          \"keel_new\" AS (UPDATE {table} AS \"keel_t\" SET {} FROM \"keel_old\" WHERE {} RETURNING \"keel_t\".*), \
-         \"keel_entry\" AS (INSERT INTO {} ({}) SELECT {} FROM \"keel_old\", \"keel_new\" RETURNING {changes_column}) \
+         \"keel_entry\" AS (INSERT INTO {} ({}) SELECT {} FROM \"keel_old\", \"keel_new\" RETURNING {changes_column}){outbox} \
          SELECT false AS \"keel_is_new\", NULL::jsonb AS \"keel_changes\", {} FROM \"keel_old\" \
          WHERE {old_always} OR NOT EXISTS (SELECT 1 FROM \"keel_new\") \
          UNION ALL SELECT true, CASE WHEN {send_changes} THEN (SELECT {changes_column}::jsonb FROM \"keel_entry\") END, {} \
@@ -686,6 +783,7 @@ fn insert_with_entry_sql<E: Resource>(
     insert: &str,
     inserted: usize,
     entity_id: &EntityId,
+    gaps: Option<usize>,
 ) -> String {
     let mut n = inserted;
     let mut param = || {
@@ -712,9 +810,26 @@ fn insert_with_entry_sql<E: Resource>(
         }
         _ => format!("{changes}::jsonb"),
     });
+    // The event: the assigned key goes into its subject (a string), then
+    // into its row.
+    let outbox = match gaps {
+        Some(n) => {
+            let gaps: Vec<String> = (0..n)
+                .map(|i| {
+                    if i == 0 {
+                        format!("'\"' || \"keel_row\".{key}::text || '\"'")
+                    } else {
+                        format!("\"keel_row\".{key}::text")
+                    }
+                })
+                .collect();
+            format!(", {}", outbox_cte(&mut param, "\"keel_row\"", &gaps))
+        }
+        None => String::new(),
+    };
     format!(
         "WITH \"keel_row\" AS ({insert}), \"keel_entry\" AS (INSERT INTO {} ({}) \
-         SELECT {} FROM \"keel_row\") SELECT * FROM \"keel_row\"",
+         SELECT {} FROM \"keel_row\"){outbox} SELECT * FROM \"keel_row\"",
         quoted(audit::table().table_name()),
         columns.join(", "),
         exprs.join(", ")
@@ -741,6 +856,117 @@ fn insert_with_entry_values(
         serde_json::to_string(changes).unwrap_or_else(|_| "[]".to_owned()),
     )));
     values
+}
+
+/// The outbox row of a one-statement write: its event's id and type, and
+/// its payload cut where the statement puts in what only it knows (the
+/// assigned key; an update's row and changes).
+struct OutboxRow {
+    event_id: String,
+    topic: String,
+    parts: Vec<String>,
+}
+
+impl OutboxRow {
+    /// A stand-in no payload contains by chance.
+    fn nonce() -> String {
+        format!("keel-{}", uuid::Uuid::new_v4().simple())
+    }
+
+    /// `event`, serialised and cut at each `"{nonce}"`.
+    fn new(event: &Event, nonce: &str) -> OutboxRow {
+        let payload = serde_json::to_string(event).unwrap_or_default();
+        OutboxRow {
+            event_id: event.id.to_string(),
+            topic: event.event_type.clone(),
+            parts: payload
+                .split(&format!("\"{nonce}\""))
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+
+    /// How many places the statement fills.
+    fn gaps(&self) -> usize {
+        self.parts.len() - 1
+    }
+
+    /// The values of [`outbox_cte`]'s parameters, in its order.
+    fn values(self) -> Vec<Value> {
+        let mut values = Vec::with_capacity(self.parts.len() + 3);
+        values.push(self.event_id.into());
+        values.push(self.topic.into());
+        values.extend(self.parts.into_iter().map(Value::from));
+        values.push(crate::outbox::now_ms().into());
+        values
+    }
+}
+
+/// The common table expression that writes the outbox row of a
+/// one-statement write, one row per row of `from`: its parameters (from
+/// `next`) are the event id, the topic, the payload's parts with `gaps`
+/// between them, and the time.
+fn outbox_cte(next: &mut impl FnMut() -> String, from: &str, gaps: &[String]) -> String {
+    let (id, topic) = (next(), next());
+    let mut payload = next();
+    for gap in gaps {
+        payload = format!("{payload} || {gap} || {}", next());
+    }
+    let created = next();
+    format!(
+        "\"keel_outbox\" AS (INSERT INTO keel_outbox (event_id, topic, payload, created_ms) \
+         SELECT {id}, {topic}, {payload}, {created} FROM {from})"
+    )
+}
+
+/// In debug builds (the test suite), checks that the event a statement
+/// wrote to the outbox is the one the transaction path would have written.
+async fn debug_assert_event<E: Resource>(
+    service: &BaseService<E>,
+    ctx: &Context,
+    event_id: &str,
+    key: &str,
+    row: &E::Model,
+    changes: Option<&[Change]>,
+) {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    let stored = service
+        .keel()
+        .db()
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT payload FROM keel_outbox WHERE event_id = $1",
+            [event_id.into()],
+        ))
+        .await
+        .ok()
+        .flatten()
+        .and_then(|r| r.try_get::<String>("", "payload").ok())
+        .expect("the statement wrote its outbox row");
+    let stored: Event = serde_json::from_str(&stored).expect("the stored event decodes");
+    let action = if changes.is_some() {
+        WriteAction::Updated
+    } else {
+        WriteAction::Created
+    };
+    let mut expected = Event::for_write::<E>(
+        ctx,
+        &service.keel().config().service_name,
+        action,
+        key,
+        row,
+        changes,
+    );
+    expected.id = stored.id;
+    expected.time = stored.time;
+    assert_eq!(
+        stored,
+        expected,
+        "{}: the one-statement write stored another event than the model's",
+        E::NAME
+    );
 }
 
 fn literal(text: &str) -> String {

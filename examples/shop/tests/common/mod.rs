@@ -18,7 +18,11 @@ pub(crate) struct Running {
 
 /// `shop` with a clean environment (no database, Redis or broker from the
 /// caller's), in `dir`, with `tokens` and the extra `env`.
-pub(crate) fn command(dir: &std::path::Path, tokens: Option<&str>, env: &[(&str, &str)]) -> Command {
+pub(crate) fn command(
+    dir: &std::path::Path,
+    tokens: Option<&str>,
+    env: &[(&str, &str)],
+) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
     command
         .current_dir(dir)
@@ -45,7 +49,11 @@ pub(crate) fn start(dir: &std::path::Path, tokens: Option<&str>) -> Running {
 }
 
 /// [`start`] with extra environment variables.
-pub(crate) fn start_with(dir: &std::path::Path, tokens: Option<&str>, env: &[(&str, &str)]) -> Running {
+pub(crate) fn start_with(
+    dir: &std::path::Path,
+    tokens: Option<&str>,
+    env: &[(&str, &str)],
+) -> Running {
     let mut child = command(dir, tokens, env)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
