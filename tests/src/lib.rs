@@ -500,3 +500,109 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// Whether the suite's NATS server answers on `127.0.0.1:4222`. When it does
+/// not, the tests that need it skip, unless `KEEL_TEST_REQUIRE` asks for
+/// `nats` (or `all`): then they fail.
+pub fn nats_available() -> bool {
+    let up = std::net::TcpStream::connect("127.0.0.1:4222").is_ok();
+    if !up {
+        let required = std::env::var("KEEL_TEST_REQUIRE").unwrap_or_default();
+        assert!(
+            !required
+                .split(',')
+                .any(|r| matches!(r.trim(), "all" | "nats")),
+            "KEEL_TEST_REQUIRE asks for nats, which does not answer at 127.0.0.1:4222"
+        );
+        eprintln!("SKIPPED: no NATS at 127.0.0.1:4222");
+    }
+    up
+}
+
+/// A nats-server (with JetStream) of a test's own, on a free loopback port
+/// with its own store directory; stopped, and its directory removed, when
+/// dropped.
+#[derive(Debug)]
+pub struct NatsServer {
+    /// Its port.
+    pub port: u16,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl NatsServer {
+    /// Starts one on a free port; `None` when nats-server is not installed
+    /// (a failure instead if `KEEL_TEST_REQUIRE` asks for `nats`).
+    pub fn start() -> Option<NatsServer> {
+        let dir = std::env::temp_dir().join(format!("keel-nats-{}", uuid::Uuid::new_v4().simple()));
+        let mut server = NatsServer {
+            port: RedisServer::free_port(),
+            dir,
+            child: None,
+        };
+        if server.restart() {
+            Some(server)
+        } else {
+            let required = std::env::var("KEEL_TEST_REQUIRE").unwrap_or_default();
+            assert!(
+                !required
+                    .split(',')
+                    .any(|r| matches!(r.trim(), "all" | "nats")),
+                "KEEL_TEST_REQUIRE asks for nats, and nats-server is not installed"
+            );
+            eprintln!("SKIPPED: nats-server is not installed");
+            None
+        }
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it again on the same port and store (after [`stop`](Self::stop));
+    /// false when nats-server cannot be run.
+    pub fn restart(&mut self) -> bool {
+        let Ok(child) = std::process::Command::new("nats-server")
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        else {
+            return false;
+        };
+        self.child = Some(child);
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "nats-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
+    /// Stops it (kill, as a crash would); its store stays.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -14,7 +14,7 @@ use keel::outbox::{EventsConfig, OutboxCheck, OutboxStats, Relay, SinkKind};
 use keel::tx::TxOptions;
 use keel::{Context, Keel};
 use keel_tests::entities::product::{self, NewProduct, ProductPatch};
-use keel_tests::{Backend, RedisServer, TestDb};
+use keel_tests::{Backend, NatsServer, TestDb, nats_available};
 
 async fn postgres_available() -> bool {
     tokio::task::spawn_blocking(keel_tests::probe_backends)
@@ -22,21 +22,6 @@ async fn postgres_available() -> bool {
         .expect("probe")
         .iter()
         .any(|p| p.backend == Backend::Postgres && p.status.is_ok())
-}
-
-fn nats_available() -> bool {
-    let up = std::net::TcpStream::connect("127.0.0.1:4222").is_ok();
-    if !up {
-        let required = std::env::var("KEEL_TEST_REQUIRE").unwrap_or_default();
-        assert!(
-            !required
-                .split(',')
-                .any(|r| matches!(r.trim(), "all" | "nats")),
-            "KEEL_TEST_REQUIRE asks for nats, which does not answer at 127.0.0.1:4222"
-        );
-        eprintln!("SKIPPED: no NATS at 127.0.0.1:4222");
-    }
-    up
 }
 
 fn service() -> String {
@@ -48,6 +33,24 @@ async fn fresh_db() -> (TestDb, Keel) {
     let keel = db.builder().connect().await.expect("connect");
     keel_tests::create_tables(&keel).await;
     (db, keel)
+}
+
+/// The writer binary, on `db`, publishing to `stream` of the suite's NATS,
+/// with a 1 s lease (a killed writer's claimed rows wait that long).
+fn writer(db: &TestDb, service: &str, stream: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_outbox-writer"));
+    command
+        .env("DATABASE_URL", &db.url)
+        .env("KEEL_SERVICE_NAME", service)
+        .env("NATS_URL", "nats://127.0.0.1:4222")
+        .env("KEEL_EVENTS_STREAM", stream)
+        .env(
+            "KEEL_PAGE_TOKEN_SECRET",
+            "outbox-fault-tests-0123456789abcdef",
+        )
+        .env("KEEL_OUTBOX_LEASE_MS", "1000")
+        .env_remove("REDIS_URL");
+    command
 }
 
 /// Every message of `stream`: (subject, payload as JSON), in stream order.
@@ -79,18 +82,8 @@ async fn fifty_writers_killed_after_commit_lose_no_event() {
     let stream = service.to_uppercase();
     let mut pending_at_kill = 0;
     for run in 0..50 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_outbox-writer"))
-            .env("DATABASE_URL", &db.url)
-            .env("KEEL_SERVICE_NAME", &service)
-            .env("NATS_URL", "nats://127.0.0.1:4222")
-            .env("KEEL_EVENTS_STREAM", &stream)
-            .env(
-                "KEEL_PAGE_TOKEN_SECRET",
-                "outbox-fault-tests-0123456789abcdef",
-            )
+        let mut child = writer(&db, &service, &stream)
             .env("RUN", run.to_string())
-            .env("KEEL_OUTBOX_LEASE_MS", "1000")
-            .env_remove("REDIS_URL")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -122,18 +115,8 @@ async fn fifty_writers_killed_after_commit_lose_no_event() {
     assert!(committed >= 50, "each writer committed at least once");
     let pending_before = OutboxStats::read(&keel).await.unwrap().pending;
     // A restarted writer (relay only) publishes what the killed ones left.
-    let out = Command::new(env!("CARGO_BIN_EXE_outbox-writer"))
-        .env("DATABASE_URL", &db.url)
-        .env("KEEL_SERVICE_NAME", &service)
-        .env("NATS_URL", "nats://127.0.0.1:4222")
-        .env("KEEL_EVENTS_STREAM", &stream)
-        .env(
-            "KEEL_PAGE_TOKEN_SECRET",
-            "outbox-fault-tests-0123456789abcdef",
-        )
+    let out = writer(&db, &service, &stream)
         .env("RELAY_ONLY", "1")
-        .env("KEEL_OUTBOX_LEASE_MS", "1000")
-        .env_remove("REDIS_URL")
         .output()
         .expect("the relay runs");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "pending 0");
@@ -164,65 +147,18 @@ async fn fifty_writers_killed_after_commit_lose_no_event() {
     db.destroy().await;
 }
 
-/// A nats-server of the test's own.
-struct Nats {
-    dir: std::path::PathBuf,
-    child: Option<std::process::Child>,
-}
-
-impl Nats {
-    fn start(port: u16, dir: std::path::PathBuf) -> Option<Nats> {
-        let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "nats-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(Nats {
-            dir,
-            child: Some(child),
-        })
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_down_grows_the_backlog_and_it_drains_in_order_when_back() {
     if !postgres_available().await {
         return;
     }
-    let port = RedisServer::free_port();
-    let dir = std::env::temp_dir().join(format!("keel-nats-{}", uuid::Uuid::new_v4().simple()));
-    let Some(mut nats) = Nats::start(port, dir.clone()) else {
-        eprintln!("SKIPPED: nats-server is not installed");
+    let Some(mut nats) = NatsServer::start() else {
         return;
     };
     let (db, _) = fresh_db().await;
     let service = service();
     let stream = service.to_uppercase();
-    let url = format!("nats://127.0.0.1:{port}");
+    let url = nats.url();
     let mut events = EventsConfig::with_sink(SinkKind::Nats {
         url: url.clone(),
         stream: stream.clone(),
@@ -307,7 +243,7 @@ async fn nats_down_grows_the_backlog_and_it_drains_in_order_when_back() {
     }
 
     // Back, with its store: the backlog drains, each subject in order.
-    let mut nats = Nats::start(port, dir).expect("nats-server restarts");
+    assert!(nats.restart(), "nats-server restarts");
     let drained = Instant::now();
     wait_pending(0).await;
     eprintln!(

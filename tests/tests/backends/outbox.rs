@@ -13,7 +13,7 @@ use keel::outbox::{Consumer, EventsConfig, OutboxStats, Relay, RelayConfig, Sink
 use keel::tx::TxOptions;
 use keel::{Context, Error, Keel};
 use keel_tests::entities::product::{self, NewProduct, ProductPatch};
-use keel_tests::{Env, collect_events};
+use keel_tests::{Env, collect_events, nats_available};
 use sea_orm::ConnectionTrait;
 use serde::{Deserialize, Serialize};
 
@@ -375,21 +375,6 @@ async fn two_relays_publish_a_thousand_events_each_once(env: Env) {
     }
     assert_eq!(total, 1000, "no event published twice");
     assert_eq!(ids.len(), 1000);
-}
-
-/// A NATS server answers on the suite's port.
-fn nats_available() -> bool {
-    let up = std::net::TcpStream::connect("127.0.0.1:4222").is_ok();
-    if !up {
-        let required = std::env::var("KEEL_TEST_REQUIRE").unwrap_or_default();
-        assert!(
-            !required
-                .split(',')
-                .any(|r| matches!(r.trim(), "all" | "nats")),
-            "KEEL_TEST_REQUIRE asks for nats, which does not answer at 127.0.0.1:4222"
-        );
-    }
-    up
 }
 
 async fn side_effects(keel: &Keel) -> Vec<(String, i64)> {

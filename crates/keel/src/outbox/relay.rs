@@ -189,9 +189,9 @@ enum Outcome {
 ///
 /// Several relays, in one process or many, share the table: claims are
 /// serialised by a short lock (a row of `keel_outbox_lock`), and a relay
-/// never claims a row while an earlier row of the same subject is held by
-/// another or waiting for a retry, so no row is published by two claims
-/// while its lease holds and every subject stays in order.
+/// never claims a row of a subject another row of which is held (by
+/// another relay, or waiting for a retry), so no row is published by two
+/// claims while its lease holds and every subject stays in order.
 ///
 /// ```no_run
 /// # async fn demo(keel: keel::Keel) -> keel::Result<()> {
@@ -371,11 +371,14 @@ impl Relay {
         } else {
             " FOR UPDATE SKIP LOCKED"
         };
+        // Due rows, oldest first, of subjects none of whose rows is held
+        // (claimed by a relay, or waiting for a retry): a subject is
+        // published by one relay at a time, in order.
         let text = format!(
             "SELECT seq, topic, payload, attempts FROM keel_outbox o \
-             WHERE o.state = ? AND o.next_ms <= ? AND o.lease_ms <= ? \
-             AND NOT EXISTS (SELECT 1 FROM keel_outbox p WHERE p.state = ? AND p.topic = o.topic \
-             AND p.seq < o.seq AND (p.next_ms > ? OR p.lease_ms > ?)) \
+             WHERE o.state = ? AND o.due_ms <= ? \
+             AND o.topic NOT IN (SELECT p.topic FROM keel_outbox p \
+             WHERE p.state = ? AND p.due_ms > 0 AND p.due_ms > ?) \
              ORDER BY o.seq LIMIT ?{lock}"
         );
         let limit = i64::try_from(self.inner.config.batch.max(1)).unwrap_or(100);
@@ -386,9 +389,7 @@ impl Relay {
                 vec![
                     PENDING.into(),
                     now.into(),
-                    now.into(),
                     PENDING.into(),
-                    now.into(),
                     now.into(),
                     limit.into(),
                 ],
@@ -419,7 +420,7 @@ impl Relay {
             let mut values: Vec<Value> = vec![self.inner.owner.clone().into(), until.into()];
             values.extend(claimed.iter().map(|c| Value::from(c.seq)));
             let text = format!(
-                "UPDATE keel_outbox SET lease_owner = ?, lease_ms = ? WHERE seq IN ({})",
+                "UPDATE keel_outbox SET lease_owner = ?, due_ms = ? WHERE seq IN ({})",
                 marks(claimed.len())
             );
             tx.execute_raw(statement(backend, &text, values))
@@ -527,7 +528,7 @@ impl Relay {
                         counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
                         metrics::counter!("keel_outbox_dead_lettered_total").increment(1);
                         tracing::error!(seq = row.seq, topic = %row.topic, attempts, error = %err, "outbox row dead-lettered");
-                        (DEAD, now, Some(now))
+                        (DEAD, 0, Some(now))
                     } else {
                         let wait = self.inner.config.backoff(attempts);
                         tracing::warn!(seq = row.seq, topic = %row.topic, attempts, ?wait, error = %err, "publish failed; will retry");
@@ -541,8 +542,8 @@ impl Relay {
                     keel.db()
                         .execute_raw(statement(
                             backend,
-                            "UPDATE keel_outbox SET state = ?, attempts = ?, next_ms = ?, done_ms = ?, \
-                             lease_owner = NULL, lease_ms = 0, last_error = ? WHERE seq = ?",
+                            "UPDATE keel_outbox SET state = ?, attempts = ?, due_ms = ?, done_ms = ?, \
+                             lease_owner = NULL, last_error = ? WHERE seq = ?",
                             vec![
                                 state.into(),
                                 i32::try_from(attempts).unwrap_or(i32::MAX).into(),
@@ -562,7 +563,7 @@ impl Relay {
             let mut values: Vec<Value> = vec![PUBLISHED.into(), now.into()];
             values.extend(done);
             let text = format!(
-                "UPDATE keel_outbox SET state = ?, done_ms = ?, lease_owner = NULL, lease_ms = 0 \
+                "UPDATE keel_outbox SET state = ?, done_ms = ?, lease_owner = NULL, due_ms = 0 \
                  WHERE seq IN ({})",
                 marks(n)
             );
@@ -575,7 +576,7 @@ impl Relay {
         }
         if !skipped.is_empty() {
             let text = format!(
-                "UPDATE keel_outbox SET lease_owner = NULL, lease_ms = 0 WHERE seq IN ({})",
+                "UPDATE keel_outbox SET lease_owner = NULL, due_ms = 0 WHERE seq IN ({})",
                 marks(skipped.len())
             );
             keel.db()
@@ -643,8 +644,9 @@ impl Relay {
         }
     }
 
-    /// Listens for PostgreSQL's notifications of new rows (from any
-    /// instance) and wakes the relay.
+    /// Listens for PostgreSQL's notifications of new rows (sent after the
+    /// commits of any instance: `Keel::outbox_committed`) and wakes the
+    /// relay.
     async fn listen(keel: Keel, mut stop: watch::Receiver<bool>) {
         use sea_orm::sqlx::postgres::PgListener;
         let wake = keel.outbox_wake();

@@ -1,5 +1,10 @@
 //! The `keel_outbox` and `keel_inbox` tables and the statements on them.
 //!
+//! A pending row (`state` 0) is due from `due_ms` on: 0 when written or
+//! released, the end of its lease while a relay holds it, the time of its
+//! next attempt after a failure. Only held rows have `due_ms > 0`, so the
+//! partial index of held rows costs a write nothing.
+//!
 //! Both tables are Keel's own and their statements are plain SQL, one text
 //! per backend: the relay's claim needs `FOR UPDATE SKIP LOCKED` and a
 //! correlated `NOT EXISTS`, which read more clearly as SQL than as a
@@ -46,8 +51,8 @@ pub(crate) fn marks(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
-/// Creates `keel_outbox` and `keel_inbox` (and, on PostgreSQL, the
-/// trigger that notifies relays of new rows) when they do not exist.
+/// Creates `keel_outbox`, `keel_outbox_lock` and `keel_inbox` when they do
+/// not exist.
 pub(crate) async fn create_tables(keel: &Keel) -> Result<()> {
     let db = keel.db();
     let statements: &[&str] = match keel.backend() {
@@ -60,20 +65,20 @@ pub(crate) async fn create_tables(keel: &Keel) -> Result<()> {
                 created_ms BIGINT NOT NULL,
                 state SMALLINT NOT NULL DEFAULT 0,
                 attempts INTEGER NOT NULL DEFAULT 0,
-                next_ms BIGINT NOT NULL DEFAULT 0,
+                due_ms BIGINT NOT NULL DEFAULT 0,
                 lease_owner VARCHAR(64),
-                lease_ms BIGINT NOT NULL DEFAULT 0,
                 done_ms BIGINT,
                 last_error TEXT)",
             "CREATE INDEX IF NOT EXISTS keel_outbox_pending ON keel_outbox (seq) WHERE state = 0",
-            "CREATE INDEX IF NOT EXISTS keel_outbox_pending_topic ON keel_outbox (topic, seq) WHERE state = 0",
+            "CREATE INDEX IF NOT EXISTS keel_outbox_held ON keel_outbox (due_ms) WHERE state = 0 AND due_ms > 0",
             "CREATE INDEX IF NOT EXISTS keel_outbox_done ON keel_outbox (done_ms) WHERE state <> 0",
             "CREATE TABLE IF NOT EXISTS keel_outbox_lock (id INTEGER PRIMARY KEY)",
             "INSERT INTO keel_outbox_lock (id) VALUES (1) ON CONFLICT DO NOTHING",
-            "CREATE OR REPLACE FUNCTION keel_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS
-                $$ BEGIN PERFORM pg_notify('keel_outbox', ''); RETURN NULL; END $$",
-            "CREATE OR REPLACE TRIGGER keel_outbox_notify AFTER INSERT ON keel_outbox
-                FOR EACH STATEMENT EXECUTE FUNCTION keel_outbox_notify()",
+            // No trigger: a NOTIFY in the writes would serialise their
+            // commits (see `Keel::outbox_committed`); one made by an early
+            // build of the outbox goes.
+            "DROP TRIGGER IF EXISTS keel_outbox_notify ON keel_outbox",
+            "DROP FUNCTION IF EXISTS keel_outbox_notify()",
             "CREATE TABLE IF NOT EXISTS keel_inbox (
                 consumer VARCHAR(128) NOT NULL,
                 event_id VARCHAR(36) NOT NULL,
@@ -91,13 +96,12 @@ pub(crate) async fn create_tables(keel: &Keel) -> Result<()> {
                 created_ms BIGINT NOT NULL,
                 state SMALLINT NOT NULL DEFAULT 0,
                 attempts INT NOT NULL DEFAULT 0,
-                next_ms BIGINT NOT NULL DEFAULT 0,
+                due_ms BIGINT NOT NULL DEFAULT 0,
                 lease_owner VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NULL,
-                lease_ms BIGINT NOT NULL DEFAULT 0,
                 done_ms BIGINT NULL,
                 last_error TEXT CHARACTER SET utf8mb4 NULL,
                 KEY keel_outbox_pending (state, seq),
-                KEY keel_outbox_pending_topic (state, topic, seq),
+                KEY keel_outbox_held (state, due_ms),
                 KEY keel_outbox_done (state, done_ms))",
             "CREATE TABLE IF NOT EXISTS keel_outbox_lock (id INT NOT NULL PRIMARY KEY)",
             "INSERT IGNORE INTO keel_outbox_lock (id) VALUES (1)",
@@ -118,13 +122,12 @@ pub(crate) async fn create_tables(keel: &Keel) -> Result<()> {
                 created_ms BIGINT NOT NULL,
                 state SMALLINT NOT NULL DEFAULT 0,
                 attempts INTEGER NOT NULL DEFAULT 0,
-                next_ms BIGINT NOT NULL DEFAULT 0,
+                due_ms BIGINT NOT NULL DEFAULT 0,
                 lease_owner TEXT,
-                lease_ms BIGINT NOT NULL DEFAULT 0,
                 done_ms BIGINT,
                 last_error TEXT)",
             "CREATE INDEX IF NOT EXISTS keel_outbox_pending ON keel_outbox (seq) WHERE state = 0",
-            "CREATE INDEX IF NOT EXISTS keel_outbox_pending_topic ON keel_outbox (topic, seq) WHERE state = 0",
+            "CREATE INDEX IF NOT EXISTS keel_outbox_held ON keel_outbox (due_ms) WHERE state = 0 AND due_ms > 0",
             "CREATE INDEX IF NOT EXISTS keel_outbox_done ON keel_outbox (done_ms) WHERE state <> 0",
             "CREATE TABLE IF NOT EXISTS keel_inbox (
                 consumer TEXT NOT NULL,

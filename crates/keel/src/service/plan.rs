@@ -67,12 +67,21 @@ impl WritePlan {
         changes: impl FnOnce() -> Vec<Change>,
     ) -> AfterCommit {
         AfterCommit {
-            invalidate: service
-                .write_scope(ctx)
-                .map(|scope| (scope, self.key.clone())),
+            invalidate: self.invalidation(service, ctx),
             event: service.write_event(ctx, self.action, self.key.clone(), row, changes),
             wake: false,
         }
+    }
+
+    /// The row's cache entries (and its resource's lists) to drop.
+    fn invalidation<E: Resource>(
+        &self,
+        service: &BaseService<E>,
+        ctx: &Context,
+    ) -> Option<(Scope, String)> {
+        service
+            .write_scope(ctx)
+            .map(|scope| (scope, self.key.clone()))
     }
 
     /// What a one-statement write leaves for after its commit: with the
@@ -86,9 +95,7 @@ impl WritePlan {
     ) -> AfterCommit {
         if service.keel().outbox_enabled() {
             AfterCommit {
-                invalidate: service
-                    .write_scope(ctx)
-                    .map(|scope| (scope, self.key.clone())),
+                invalidate: self.invalidation(service, ctx),
                 event: None,
                 wake: true,
             }
@@ -110,7 +117,7 @@ impl AfterCommit {
             keel.events().publish(event);
         }
         if self.wake {
-            keel.outbox_wake().notify_waiters();
+            keel.outbox_committed();
         }
     }
 

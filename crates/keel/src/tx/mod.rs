@@ -593,7 +593,7 @@ async fn run_effects(keel: &Keel, effects: Vec<Effect>) {
         }
     }
     if written {
-        keel.outbox_wake().notify_waiters();
+        keel.outbox_committed();
     }
     for event in events {
         keel.events().publish(event);
