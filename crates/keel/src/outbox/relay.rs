@@ -358,12 +358,25 @@ impl Relay {
             .begin_with_options(options)
             .await
             .map_err(Error::from)?;
-        if backend != DbBackend::Sqlite {
-            // One claim at a time: a claim must see the leases of the one
-            // before it, or two relays could take two rows of one subject.
-            tx.execute_unprepared("SELECT id FROM keel_outbox_lock WHERE id = 1 FOR UPDATE")
+        // One claim at a time: a claim must see the leases of the one
+        // before it, or two relays could take two rows of one subject.
+        let lock = "SELECT id FROM keel_outbox_lock WHERE id = 1 FOR UPDATE";
+        match backend {
+            // The oldest pending rows, read in order from the partial index
+            // of pending rows, never by sorting the whole backlog (which a
+            // planner with stale statistics of a fast-growing table picks:
+            // 44 ms a claim at 20,000 pending rows, instead of < 1 ms).
+            DbBackend::Postgres => {
+                tx.execute_unprepared(&format!(
+                    "{lock}; SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off"
+                ))
                 .await
                 .map_err(Error::from)?;
+            }
+            DbBackend::MySql => {
+                tx.execute_unprepared(lock).await.map_err(Error::from)?;
+            }
+            _ => {}
         }
         let now = now_ms();
         let lock = if backend == DbBackend::Sqlite {
