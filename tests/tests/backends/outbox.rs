@@ -26,6 +26,7 @@ keel_tests::cases![
     redis_consumer_retries_and_dead_letters,
     a_broker_that_is_down_fills_the_backlog_then_dead_letters_after_max_attempts,
     writes_outside_a_transaction_put_the_same_event_in_the_outbox,
+    stopping_a_consumer_finishes_the_event_in_hand,
 ];
 
 fn ctx() -> Context {
@@ -77,6 +78,19 @@ async fn outbox_rows(keel: &Keel) -> i64 {
         .unwrap()
         .unwrap();
     row.try_get::<i64>("", "n").unwrap()
+}
+
+/// A Keel on the test's database publishing to Redis Streams under a
+/// service name and a stream prefix of its own: (keel, service, prefix).
+async fn redis_streams_keel(env: &Env) -> (Keel, String, String) {
+    let (service, prefix) = (service(), redis_prefix());
+    let sink = SinkKind::Redis {
+        url: keel_tests::redis_url(),
+        prefix: prefix.clone(),
+        max_len: 1000,
+    };
+    let keel = keel_with(env, &service, EventsConfig::with_sink(sink)).await;
+    (keel, service, prefix)
 }
 
 fn redis_prefix() -> String {
@@ -528,14 +542,7 @@ async fn redis_consumer_retries_and_dead_letters(env: Env) {
     if !keel_tests::redis_available() {
         return;
     }
-    let service = service();
-    let prefix = redis_prefix();
-    let sink = SinkKind::Redis {
-        url: keel_tests::redis_url(),
-        prefix: prefix.clone(),
-        max_len: 1000,
-    };
-    let keel = keel_with(&env, &service, EventsConfig::with_sink(sink)).await;
+    let (keel, service, prefix) = redis_streams_keel(&env).await;
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = calls.clone();
     let consumer = Consumer::domain(
@@ -746,4 +753,54 @@ async fn writes_outside_a_transaction_put_the_same_event_in_the_outbox(env: Env)
     );
     assert_eq!(events[1].actor, "alice");
     assert_eq!(events[1].request_id, "req-outbox");
+}
+
+/// A consumer stopped while its handler runs finishes that event (commits
+/// it and acknowledges it) before `stop` returns.
+async fn stopping_a_consumer_finishes_the_event_in_hand(env: Env) {
+    if !keel_tests::redis_available() {
+        return;
+    }
+    let (keel, service, prefix) = redis_streams_keel(&env).await;
+    let started = Arc::new(tokio::sync::Notify::new());
+    let signal = started.clone();
+    let consumer = Consumer::domain(&keel, "slow", move |tx, placed: OrderPlaced, _event| {
+        let signal = signal.clone();
+        async move {
+            signal.notify_one();
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            tx.service::<product::Entity>()
+                .create(
+                    tx.context(),
+                    NewProduct::new(format!("shipped-{}", placed.order), placed.order),
+                )
+                .await?;
+            Ok(())
+        }
+    });
+    keel::lifecycle::Component::start(&consumer).await.unwrap();
+    keel.transaction(&ctx(), TxOptions::new(), |tx| async move {
+        tx.emit_domain(&OrderPlaced { order: 5 })
+    })
+    .await
+    .unwrap();
+    Relay::new(&keel).unwrap().drain().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), started.notified())
+        .await
+        .expect("the handler started");
+    keel::lifecycle::Component::stop(&consumer).await.unwrap();
+    assert_eq!(
+        consumer.stats().handled,
+        1,
+        "the event in hand was finished"
+    );
+    assert_eq!(side_effects(&keel).await, [("shipped-5".to_owned(), 5)]);
+    let mut conn = redis_conn().await;
+    let pending: (i64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+        .arg(format!("{prefix}{service}.order.placed"))
+        .arg("slow")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(pending.0, 0, "and acknowledged");
 }

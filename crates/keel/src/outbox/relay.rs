@@ -188,10 +188,12 @@ enum Outcome {
 /// moves on.
 ///
 /// Several relays, in one process or many, share the table: claims are
-/// serialised by a short lock (a row of `keel_outbox_lock`), and a relay
-/// never claims a row of a subject another row of which is held (by
-/// another relay, or waiting for a retry), so no row is published by two
-/// claims while its lease holds and every subject stays in order.
+/// serialised by a short lock (a row of `keel_outbox_lock`); a claim leases
+/// its subjects (a row each in `keel_outbox_claims`, until the lease runs
+/// out or the batch is marked), and a relay never claims a row of a subject
+/// another relay holds or one row of which waits for a retry, so no row is
+/// published by two claims while its lease holds and every subject stays
+/// in order.
 ///
 /// ```no_run
 /// # async fn demo(keel: keel::Keel) -> keel::Result<()> {
@@ -384,14 +386,15 @@ impl Relay {
         } else {
             " FOR UPDATE SKIP LOCKED"
         };
-        // Due rows, oldest first, of subjects none of whose rows is held
-        // (claimed by a relay, or waiting for a retry): a subject is
-        // published by one relay at a time, in order.
+        // Due rows, oldest first, of subjects no relay holds and none of
+        // whose rows waits for a retry: a subject is published by one relay
+        // at a time, in order.
         let text = format!(
             "SELECT seq, topic, payload, attempts FROM keel_outbox o \
              WHERE o.state = ? AND o.due_ms <= ? \
              AND o.topic NOT IN (SELECT p.topic FROM keel_outbox p \
              WHERE p.state = ? AND p.due_ms > 0 AND p.due_ms > ?) \
+             AND o.topic NOT IN (SELECT c.topic FROM keel_outbox_claims c WHERE c.until_ms > ?) \
              ORDER BY o.seq LIMIT ?{lock}"
         );
         let limit = i64::try_from(self.inner.config.batch.max(1)).unwrap_or(100);
@@ -403,6 +406,7 @@ impl Relay {
                     PENDING.into(),
                     now.into(),
                     PENDING.into(),
+                    now.into(),
                     now.into(),
                     limit.into(),
                 ],
@@ -428,14 +432,26 @@ impl Relay {
                     .unwrap_or(0),
             });
         }
-        if !claimed.is_empty() {
+        if !subjects.is_empty() {
+            // The lease: one row per subject, not one write per event.
             let until = now + i64::try_from(self.inner.config.lease.as_millis()).unwrap_or(30_000);
-            let mut values: Vec<Value> = vec![self.inner.owner.clone().into(), until.into()];
-            values.extend(claimed.iter().map(|c| Value::from(c.seq)));
-            let text = format!(
-                "UPDATE keel_outbox SET lease_owner = ?, due_ms = ? WHERE seq IN ({})",
-                marks(claimed.len())
-            );
+            let mut values: Vec<Value> = Vec::with_capacity(subjects.len() * 3);
+            for topic in &subjects {
+                values.push(topic.clone().into());
+                values.push(self.inner.owner.clone().into());
+                values.push(until.into());
+            }
+            let rows = vec!["(?, ?, ?)"; subjects.len()].join(", ");
+            let text = match backend {
+                DbBackend::MySql => format!(
+                    "INSERT INTO keel_outbox_claims (topic, owner, until_ms) VALUES {rows} \
+                     ON DUPLICATE KEY UPDATE owner = VALUES(owner), until_ms = VALUES(until_ms)"
+                ),
+                _ => format!(
+                    "INSERT INTO keel_outbox_claims (topic, owner, until_ms) VALUES {rows} \
+                     ON CONFLICT (topic) DO UPDATE SET owner = excluded.owner, until_ms = excluded.until_ms"
+                ),
+            };
             tx.execute_raw(statement(backend, &text, values))
                 .await
                 .map_err(Error::from)?;
@@ -528,11 +544,10 @@ impl Relay {
         let now = now_ms();
         let counters = &self.inner.counters;
         let mut done = Vec::new();
-        let mut skipped = Vec::new();
         for (row, outcome) in claimed.iter().zip(outcomes) {
             match outcome {
                 Outcome::Published(_) => done.push(Value::from(row.seq)),
-                Outcome::Skipped => skipped.push(Value::from(row.seq)),
+                Outcome::Skipped => {}
                 Outcome::Failed(err) => {
                     counters.failed.fetch_add(1, Ordering::Relaxed);
                     let attempts = row.attempts + 1;
@@ -556,7 +571,7 @@ impl Relay {
                         .execute_raw(statement(
                             backend,
                             "UPDATE keel_outbox SET state = ?, attempts = ?, due_ms = ?, done_ms = ?, \
-                             lease_owner = NULL, last_error = ? WHERE seq = ?",
+                             last_error = ? WHERE seq = ?",
                             vec![
                                 state.into(),
                                 i32::try_from(attempts).unwrap_or(i32::MAX).into(),
@@ -576,8 +591,7 @@ impl Relay {
             let mut values: Vec<Value> = vec![PUBLISHED.into(), now.into()];
             values.extend(done);
             let text = format!(
-                "UPDATE keel_outbox SET state = ?, done_ms = ?, lease_owner = NULL, due_ms = 0 \
-                 WHERE seq IN ({})",
+                "UPDATE keel_outbox SET state = ?, done_ms = ? WHERE seq IN ({})",
                 marks(n)
             );
             keel.db()
@@ -587,16 +601,21 @@ impl Relay {
             counters.published.fetch_add(n as u64, Ordering::Relaxed);
             metrics::counter!("keel_outbox_published_total").increment(n as u64);
         }
-        if !skipped.is_empty() {
-            let text = format!(
-                "UPDATE keel_outbox SET lease_owner = NULL, due_ms = 0 WHERE seq IN ({})",
-                marks(skipped.len())
-            );
-            keel.db()
-                .execute_raw(statement(backend, &text, skipped))
-                .await
-                .map_err(Error::from)?;
-        }
+        // The rows not tried stay as they were (pending, due); releasing
+        // the subjects lets any relay take them, after the failed row.
+        let mut subjects: Vec<&str> = claimed.iter().map(|c| c.topic.as_str()).collect();
+        subjects.sort_unstable();
+        subjects.dedup();
+        let mut values: Vec<Value> = vec![self.inner.owner.clone().into()];
+        values.extend(subjects.iter().map(|t| Value::from(*t)));
+        let text = format!(
+            "DELETE FROM keel_outbox_claims WHERE owner = ? AND topic IN ({})",
+            marks(subjects.len())
+        );
+        keel.db()
+            .execute_raw(statement(backend, &text, values))
+            .await
+            .map_err(Error::from)?;
         Ok(())
     }
 

@@ -1,9 +1,11 @@
 //! The `keel_outbox` and `keel_inbox` tables and the statements on them.
 //!
-//! A pending row (`state` 0) is due from `due_ms` on: 0 when written or
-//! released, the end of its lease while a relay holds it, the time of its
-//! next attempt after a failure. Only held rows have `due_ms > 0`, so the
-//! partial index of held rows costs a write nothing.
+//! A pending row (`state` 0) is due from `due_ms` on: 0 when written, the
+//! time of its next attempt after a failure (only such rows have
+//! `due_ms > 0`, so the partial index of them costs a write nothing). A
+//! relay's lease is not written on the rows but once per subject, in
+//! `keel_outbox_claims` (subject, owner, until): a claimed row is written
+//! twice in all (inserted, marked done), not three times.
 //!
 //! Both tables are Keel's own and their statements are plain SQL, one text
 //! per backend: the relay's claim needs `FOR UPDATE SKIP LOCKED` and a
@@ -51,8 +53,8 @@ pub(crate) fn marks(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
-/// Creates `keel_outbox`, `keel_outbox_lock` and `keel_inbox` when they do
-/// not exist.
+/// Creates `keel_outbox`, `keel_outbox_lock`, `keel_outbox_claims` and
+/// `keel_inbox` when they do not exist.
 pub(crate) async fn create_tables(keel: &Keel) -> Result<()> {
     let db = keel.db();
     let statements: &[&str] = match keel.backend() {
@@ -66,7 +68,6 @@ pub(crate) async fn create_tables(keel: &Keel) -> Result<()> {
                 state SMALLINT NOT NULL DEFAULT 0,
                 attempts INTEGER NOT NULL DEFAULT 0,
                 due_ms BIGINT NOT NULL DEFAULT 0,
-                lease_owner VARCHAR(64),
                 done_ms BIGINT,
                 last_error TEXT)",
             "CREATE INDEX IF NOT EXISTS keel_outbox_pending ON keel_outbox (seq) WHERE state = 0",
@@ -74,6 +75,10 @@ pub(crate) async fn create_tables(keel: &Keel) -> Result<()> {
             "CREATE INDEX IF NOT EXISTS keel_outbox_done ON keel_outbox (done_ms) WHERE state <> 0",
             "CREATE TABLE IF NOT EXISTS keel_outbox_lock (id INTEGER PRIMARY KEY)",
             "INSERT INTO keel_outbox_lock (id) VALUES (1) ON CONFLICT DO NOTHING",
+            "CREATE TABLE IF NOT EXISTS keel_outbox_claims (
+                topic VARCHAR(255) PRIMARY KEY,
+                owner VARCHAR(64) NOT NULL,
+                until_ms BIGINT NOT NULL)",
             // No trigger: a NOTIFY in the writes would serialise their
             // commits (see `Keel::outbox_committed`); one made by an early
             // build of the outbox goes.
@@ -97,7 +102,6 @@ pub(crate) async fn create_tables(keel: &Keel) -> Result<()> {
                 state SMALLINT NOT NULL DEFAULT 0,
                 attempts INT NOT NULL DEFAULT 0,
                 due_ms BIGINT NOT NULL DEFAULT 0,
-                lease_owner VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NULL,
                 done_ms BIGINT NULL,
                 last_error TEXT CHARACTER SET utf8mb4 NULL,
                 KEY keel_outbox_pending (state, seq),
@@ -105,6 +109,10 @@ pub(crate) async fn create_tables(keel: &Keel) -> Result<()> {
                 KEY keel_outbox_done (state, done_ms))",
             "CREATE TABLE IF NOT EXISTS keel_outbox_lock (id INT NOT NULL PRIMARY KEY)",
             "INSERT IGNORE INTO keel_outbox_lock (id) VALUES (1)",
+            "CREATE TABLE IF NOT EXISTS keel_outbox_claims (
+                topic VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
+                owner VARCHAR(64) NOT NULL,
+                until_ms BIGINT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS keel_inbox (
                 consumer VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
                 event_id VARCHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
@@ -123,11 +131,14 @@ pub(crate) async fn create_tables(keel: &Keel) -> Result<()> {
                 state SMALLINT NOT NULL DEFAULT 0,
                 attempts INTEGER NOT NULL DEFAULT 0,
                 due_ms BIGINT NOT NULL DEFAULT 0,
-                lease_owner TEXT,
                 done_ms BIGINT,
                 last_error TEXT)",
             "CREATE INDEX IF NOT EXISTS keel_outbox_pending ON keel_outbox (seq) WHERE state = 0",
             "CREATE INDEX IF NOT EXISTS keel_outbox_held ON keel_outbox (due_ms) WHERE state = 0 AND due_ms > 0",
+            "CREATE TABLE IF NOT EXISTS keel_outbox_claims (
+                topic TEXT PRIMARY KEY,
+                owner TEXT NOT NULL,
+                until_ms BIGINT NOT NULL)",
             "CREATE INDEX IF NOT EXISTS keel_outbox_done ON keel_outbox (done_ms) WHERE state <> 0",
             "CREATE TABLE IF NOT EXISTS keel_inbox (
                 consumer TEXT NOT NULL,
