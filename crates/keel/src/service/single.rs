@@ -414,8 +414,9 @@ impl<E: Resource> BaseService<E> {
         // the changes, when the event wants them (and in debug builds).
         let debug = cfg!(debug_assertions);
         values.push(Value::Bool(Some(debug)));
+        // (With the outbox on, the statement writes the event itself.)
         values.push(Value::Bool(Some(
-            debug || self.wants_event(WriteAction::Updated),
+            debug || (!shape.event && self.wants_event(WriteAction::Updated)),
         )));
         // With the outbox on, the event is one more part of the statement:
         // its envelope built here, its row and changes by the statement.
