@@ -4,8 +4,8 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use keel::Error;
-use serde_json::{Map, Value, json};
+use keel::{Envelope, Error};
+use serde_json::Value;
 
 /// An error as the REST layer answers it: a Keel error, or one that only
 /// HTTP knows (a missing token, a failed `If-Match`, a body too large, a
@@ -131,18 +131,25 @@ impl ApiError {
 
 /// The status of each Keel error.
 pub fn status_of(err: &Error) -> StatusCode {
-    match err.code() {
-        "NOT_FOUND" => StatusCode::NOT_FOUND,
-        "VALIDATION_FAILED" => StatusCode::UNPROCESSABLE_ENTITY,
-        "INVALID_ARGUMENT" => StatusCode::BAD_REQUEST,
-        "ALREADY_EXISTS" | "VERSION_CONFLICT" | "FOREIGN_KEY" | "ABORTED" => StatusCode::CONFLICT,
-        "UNAVAILABLE" | "COMMIT_OUTCOME_UNKNOWN" => StatusCode::SERVICE_UNAVAILABLE,
-        "DEADLINE_EXCEEDED" => StatusCode::GATEWAY_TIMEOUT,
-        "PERMISSION_DENIED" => StatusCode::FORBIDDEN,
-        "INTERNAL" => StatusCode::INTERNAL_SERVER_ERROR,
+    match err {
+        Error::NotFound { .. } => StatusCode::NOT_FOUND,
+        Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        Error::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
+        Error::AlreadyExists { .. }
+        | Error::VersionConflict { .. }
+        | Error::ForeignKey { .. }
+        | Error::Aborted { .. } => StatusCode::CONFLICT,
         // The application's own codes (`Error::rejected`): a conflict with
         // the current state.
-        _ => StatusCode::CONFLICT,
+        Error::Rejected { .. } => StatusCode::CONFLICT,
+        Error::Unavailable { .. } | Error::CommitOutcomeUnknown { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        Error::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Error::PermissionDenied { .. } => StatusCode::FORBIDDEN,
+        // `Internal`, and any variant a later Keel adds before this crate
+        // knows it: a server error, never a claim about the client's request.
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -163,18 +170,11 @@ impl IntoResponse for ApiError {
                 serde_json::to_value(err.to_envelope(self.request_id.as_deref()))
                     .unwrap_or(Value::Null)
             }
-            Kind::Http { code, message, .. } => {
-                let mut details = Map::new();
-                if let Some(id) = &self.request_id {
-                    details.insert("request_id".into(), json!(id));
-                }
-                json!({"error": {
-                    "type": http_kind(status),
-                    "code": code,
-                    "message": message,
-                    "details": details,
-                }})
-            }
+            Kind::Http { code, message, .. } => serde_json::to_value(
+                Envelope::new(http_kind(status), *code, message.as_str())
+                    .with_request_id(self.request_id.as_deref()),
+            )
+            .unwrap_or(Value::Null),
         };
         let mut response = (status, Json(body)).into_response();
         if let Kind::Http {

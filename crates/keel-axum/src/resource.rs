@@ -355,7 +355,7 @@ impl ListParams {
     fn query(self) -> ListQuery {
         let mut q = ListQuery::new()
             .show_deleted(self.show_deleted.unwrap_or(false))
-            .with_total_size(self.count.unwrap_or(false));
+            .total_size(self.count.unwrap_or(false));
         // Passed on as it is, blank or not: its length counts.
         if let Some(f) = self.filter {
             q = q.filter(f);
@@ -609,7 +609,9 @@ where
             let JsonBody(input) = body?;
             let row = service.create(&ctx.0, input).await?;
             let mut response = row_response::<E>(StatusCode::CREATED, &row, view);
-            let key = sea_orm_key::<E>(&row);
+            let key = BaseService::<E>::key_of(&row)
+                .map(|k| k.to_string())
+                .unwrap_or_default();
             let key = percent_encoding::utf8_percent_encode(&key, PATH_SEGMENT);
             if let Ok(location) = HeaderValue::from_str(&format!("/{}/{key}", E::PLURAL)) {
                 response.headers_mut().insert(header::LOCATION, location);
@@ -627,17 +629,6 @@ const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANU
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
-
-/// The row's key as text, as the routes take it.
-fn sea_orm_key<E: Resource>(row: &E::Model) -> String {
-    use keel::sea_orm::{Iterable, ModelTrait, PrimaryKeyToColumn};
-    E::PrimaryKey::iter()
-        .next()
-        .map(|pk| row.get(pk.into_column()))
-        .and_then(<E::Key as keel::Key>::from_value)
-        .map(|k| k.to_string())
-        .unwrap_or_default()
-}
 
 async fn patch<E>(
     State(shared): State<Shared<E>>,

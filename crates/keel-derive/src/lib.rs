@@ -43,11 +43,7 @@ pub fn derive_audit(input: TokenStream) -> TokenStream {
     let Some(model) = ast::EntityModel::from_syn(&input, &mut errors, "Audit") else {
         return errors.to_compile_errors().into();
     };
-    for field in &model.fields {
-        if let (Some(_), Some(redact)) = (field.audit.skip, field.audit.redact) {
-            errors.at_span(redact, format!("`{}` is both skipped and redacted; a skipped field is never recorded, so choose one", field.name()));
-        }
-    }
+    valid::audit(&model, &mut errors);
     let mut out = errors.to_compile_errors();
     out.extend(expand::audit(&model));
     out.into()

@@ -203,6 +203,22 @@ impl Errors {
     }
 }
 
+/// The checks of `#[derive(Audit)]`: a field is recorded, masked, or left
+/// out, never both of the last two.
+pub(crate) fn audit(model: &EntityModel<'_>, errors: &mut Errors) {
+    for field in &model.fields {
+        if let (Some(_), Some(redact)) = (field.audit.skip, field.audit.redact) {
+            errors.at_span(
+                redact,
+                format!(
+                    "`{}` is both skipped and redacted; a skipped field is never recorded, so choose one",
+                    field.name()
+                ),
+            );
+        }
+    }
+}
+
 fn primary_key<'a>(model: &'a EntityModel<'a>, errors: &mut Errors) -> Option<&'a FieldModel<'a>> {
     let keys: Vec<&FieldModel<'_>> = model
         .columns()
@@ -218,11 +234,23 @@ fn primary_key<'a>(model: &'a EntityModel<'a>, errors: &mut Errors) -> Option<&'
         }
         [key] => {
             let type_name = last_ident(key.ty);
-            if key.optional || !KEY_TYPES.contains(&type_name.as_str()) {
+            if key.optional {
                 errors.at(
                     key.ty,
                     format!(
-                        "the primary key must be one of {}, not an Option",
+                        "the primary key `{}` is `{}`; a key is never absent, so it must be one of {}, not an Option",
+                        key.name(),
+                        type_text(key.ty),
+                        KEY_TYPES.join(", ")
+                    ),
+                );
+            } else if !KEY_TYPES.contains(&type_name.as_str()) {
+                errors.at(
+                    key.ty,
+                    format!(
+                        "the primary key `{}` is `{}`; it must be one of {}",
+                        key.name(),
+                        type_text(key.ty),
                         KEY_TYPES.join(", ")
                     ),
                 );
@@ -243,6 +271,21 @@ fn primary_key<'a>(model: &'a EntityModel<'a>, errors: &mut Errors) -> Option<&'
             Some(first)
         }
     }
+}
+
+/// A type as the user wrote it, for messages: `Option<i32>`, `f64`.
+fn type_text(ty: &syn::Type) -> String {
+    let text = quote::ToTokens::to_token_stream(ty).to_string();
+    let mut out = String::with_capacity(text.len());
+    for part in text.split(' ') {
+        let glue = |c: char| matches!(c, '<' | '>' | ':' | ',' | '&' | '(' | ')' | '[' | ']');
+        let joins = out.ends_with(glue) && !out.ends_with(',') || part.starts_with(glue);
+        if !out.is_empty() && !joins {
+            out.push(' ');
+        }
+        out.push_str(part);
+    }
+    out
 }
 
 fn last_ident(ty: &syn::Type) -> String {
@@ -285,25 +328,28 @@ fn roles<'a>(
                 );
                 continue;
             }
-            let (ok, wanted) = match r {
-                Role::Version => (
-                    field.kind == TypeKind::Int && !field.optional,
-                    "an integer such as i32 or i64, not an Option",
-                ),
-                Role::CreatedAt | Role::UpdatedAt => (
-                    field.kind == TypeKind::Timestamp && !field.optional,
-                    "a timestamp such as DateTimeUtc, not an Option",
-                ),
-                Role::CreatedBy | Role::UpdatedBy | Role::Tenant => (
-                    field.kind == TypeKind::Text && !field.optional,
-                    "a String, not an Option",
-                ),
+            let (kind, wanted) = match r {
+                Role::Version => (TypeKind::Int, "an integer (i32 or i64)"),
+                Role::CreatedAt | Role::UpdatedAt => {
+                    (TypeKind::Timestamp, "a timestamp (DateTimeUtc)")
+                }
+                Role::CreatedBy | Role::UpdatedBy | Role::Tenant => (TypeKind::Text, "a String"),
             };
-            if !ok {
+            let found = type_text(field.ty);
+            let problem = if field.kind != kind {
+                Some(format!("it must be {wanted}"))
+            } else if field.optional {
+                Some(format!(
+                    "the service always fills it, so it must be {wanted}, not an Option"
+                ))
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
                 errors.at(
                     field.ty,
                     format!(
-                        "the `{}` column `{}` must be {wanted}",
+                        "the `{}` column `{}` is `{found}`; {problem}",
                         r.name(),
                         field.name()
                     ),

@@ -274,6 +274,7 @@ impl KeelConfig {
                 "KEEL_PAGE_TOKEN_SECRET must be set, to the same value on every instance, when they share a Redis cache (REDIS_URL): a page served from the cache carries a token another instance must open",
             ));
         }
+        self.check_features()?;
         if self.page.default_size == 0 || self.page.default_size > self.page.max_size {
             return bad(format!(
                 "the default page size ({}) must be between 1 and the maximum ({})",
@@ -281,6 +282,47 @@ impl KeelConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl KeelConfig {
+    /// A setting that needs a cargo feature this build of Keel lacks is a
+    /// configuration error naming the feature, not a failure later on.
+    fn check_features(&self) -> Result<()> {
+        let missing = |setting: &str, feature: &str| {
+            Err(Error::invalid_argument(
+                "configuration",
+                format!("{setting} needs keel's `{feature}` cargo feature, which this build does not have"),
+            ))
+        };
+        let scheme = self
+            .database_url
+            .split_once(':')
+            .map_or("", |(scheme, _)| scheme);
+        match scheme {
+            "postgres" | "postgresql" if !cfg!(feature = "postgres") => {
+                return missing("a PostgreSQL DATABASE_URL", "postgres");
+            }
+            "mysql" | "mariadb" if !cfg!(feature = "mysql") => {
+                return missing("a MySQL DATABASE_URL", "mysql");
+            }
+            "sqlite" if !cfg!(feature = "sqlite") => {
+                return missing("a SQLite DATABASE_URL", "sqlite");
+            }
+            _ => {}
+        }
+        if self.cache.redis_url.is_some() && !cfg!(feature = "redis") {
+            return missing("REDIS_URL (the Redis cache tier)", "redis");
+        }
+        match &self.events.sink {
+            crate::outbox::SinkKind::Nats { .. } if !cfg!(feature = "nats") => {
+                missing("the NATS event sink", "nats")
+            }
+            crate::outbox::SinkKind::Redis { .. } if !cfg!(feature = "redis") => {
+                missing("the Redis Streams event sink", "redis")
+            }
+            _ => Ok(()),
+        }
     }
 }
 

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Schema};
 
 use crate::config::{KeelConfig, PoolConfig, Secret};
@@ -402,22 +401,31 @@ impl Keel {
         crate::audit::AuditLog::new(self.clone())
     }
 
-    /// Connections of the pool: (in use, idle, maximum).
-    pub fn pool_connections(&self) -> (u32, u32, u32) {
-        fn counts<DB: sea_orm::sqlx::Database>(pool: &sea_orm::sqlx::Pool<DB>) -> (u32, u32, u32) {
+    /// The connections of the pool as they are now.
+    pub fn pool_connections(&self) -> PoolConnections {
+        #[allow(dead_code, reason = "unused in a build without a database feature")]
+        fn counts<DB: sea_orm::sqlx::Database>(pool: &sea_orm::sqlx::Pool<DB>) -> PoolConnections {
             let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
-            let size = pool.size();
-            (
-                size.saturating_sub(idle),
+            PoolConnections {
+                in_use: pool.size().saturating_sub(idle),
                 idle,
-                pool.options().get_max_connections(),
-            )
+                max: pool.options().get_max_connections(),
+            }
         }
         let db = self.db();
         match self.backend() {
+            #[cfg(feature = "postgres")]
             DbBackend::Postgres => counts(db.get_postgres_connection_pool()),
+            #[cfg(feature = "mysql")]
             DbBackend::MySql => counts(db.get_mysql_connection_pool()),
-            _ => counts(db.get_sqlite_connection_pool()),
+            #[cfg(feature = "sqlite")]
+            DbBackend::Sqlite => counts(db.get_sqlite_connection_pool()),
+            // A connection this build cannot have (or a mock): no pool.
+            #[allow(unreachable_patterns, reason = "every backend has its feature")]
+            _ => {
+                let _ = db;
+                PoolConnections::default()
+            }
         }
     }
 
@@ -425,7 +433,7 @@ impl Keel {
     /// `max`) from the pool as it is now. The runtime's database component
     /// does it every 5 s.
     pub fn record_pool_metrics(&self) {
-        let (in_use, idle, max) = self.pool_connections();
+        let PoolConnections { in_use, idle, max } = self.pool_connections();
         for (state, n) in [("in_use", in_use), ("idle", idle), ("max", max)] {
             metrics::gauge!("keel_db_pool_connections", "state" => state).set(f64::from(n));
         }
@@ -435,6 +443,18 @@ impl Keel {
     pub async fn close(&self) -> Result<()> {
         self.inner.db.clone().close().await.map_err(Error::from)
     }
+}
+
+/// The connections of a [`Keel`]'s pool ([`Keel::pool_connections`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolConnections {
+    /// Connections lent out now.
+    pub in_use: u32,
+    /// Open connections waiting in the pool.
+    pub idle: u32,
+    /// The most the pool opens.
+    pub max: u32,
 }
 
 /// Sends `NOTIFY keel_outbox` after commits that wrote outbox rows, those
@@ -484,19 +504,24 @@ fn connect_options(config: &KeelConfig) -> ConnectOptions {
         .acquire_timeout(acquire_timeout)
         .connect_timeout(acquire_timeout)
         .test_before_acquire(test_before_acquire)
-        .sqlx_logging(false)
-        .map_sqlx_sqlite_opts(|o| {
-            o.journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(5))
-                .foreign_keys(true)
-        });
+        .sqlx_logging(false);
+    #[cfg(feature = "sqlite")]
+    options.map_sqlx_sqlite_opts(|o| {
+        use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+        o.journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true)
+    });
     if let Some(idle) = idle {
         options.idle_timeout(idle);
     }
     if let Some(timeout) = statement_timeout {
+        #[allow(unused_variables, reason = "unused in a build without PostgreSQL or MySQL")]
         let ms = timeout.as_millis().max(1);
+        #[cfg(feature = "postgres")]
         options.map_sqlx_postgres_opts(move |o| o.options([("statement_timeout", ms.to_string())]));
+        #[cfg(feature = "mysql")]
         options.map_sqlx_mysql_pool_opts(move |pool| {
             pool.after_connect(move |conn, _| {
                 Box::pin(async move { mysql_statement_timeout(conn, ms).await })
@@ -509,6 +534,7 @@ fn connect_options(config: &KeelConfig) -> ConnectOptions {
     options
 }
 
+#[cfg(feature = "mysql")]
 /// The session's statement timeout on MySQL / MariaDB: MariaDB's
 /// `max_statement_time` (seconds, every statement), else MySQL's
 /// `max_execution_time` (milliseconds, reads).

@@ -72,6 +72,35 @@
 //! [`Audit`](macro@Audit); the [`Resource`] trait's documentation shows the
 //! same description written by hand. `examples/quickstart.rs` is a complete
 //! program.
+//!
+//! # Feature flags
+//!
+//! Keel uses cargo features to leave out what an application does not use.
+//! The default set is everything but NATS; a program on one database with no
+//! Redis needs only that database's feature:
+//!
+//! ```toml
+//! keel = { version = "0.1", default-features = false, features = ["sqlite"] }
+//! ```
+//!
+//! | feature | enables | default |
+//! |---|---|---|
+//! | `postgres` | PostgreSQL through sqlx, and the outbox relay's `LISTEN` wake-up | yes |
+//! | `mysql` | MySQL and MariaDB through sqlx | yes |
+//! | `sqlite` | SQLite through sqlx (the `DATABASE_URL` default) | yes |
+//! | `redis` | the Redis cache tier ([`cache`]), [`health::RedisCheck`], Redis Streams as an event sink and consumer transport | yes |
+//! | `prometheus` | the Prometheus exporter, [`metrics::Metrics`] (`keel-axum` turns it on for `/metrics`) | yes |
+//! | `telemetry` | [`telemetry::init_logging`]: a `tracing` subscriber writing text or JSON lines | yes |
+//! | `volume-check` | [`health::VolumeCheck`]: free space of a disk volume | yes |
+//! | `nats` | NATS JetStream as an event sink and consumer transport ([`outbox`]) | no |
+//! | `test-seams` | `cache::PauseHook`, for tests that stop a cache reader mid-way | no |
+//!
+//! A setting that needs a feature the build lacks (a `postgres://`
+//! `DATABASE_URL` without `postgres`, a `REDIS_URL` without `redis`,
+//! `KEEL_EVENTS_SINK=nats` without `nats`) is a configuration error that
+//! names the feature, reported by [`KeelConfig::check`] when Keel connects.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod audit;
 pub mod cache;
@@ -94,7 +123,7 @@ mod schema;
 mod service;
 pub mod telemetry;
 pub mod tx;
-pub mod validate;
+mod validate;
 
 pub use audit::{Audit, AuditEntry, AuditLog, Change, HistoryQuery};
 pub use config::{
@@ -103,7 +132,7 @@ pub use config::{
 pub use context::Context;
 pub use error::{BoxError, Envelope, Error, ErrorBody, FieldError, Result, ValidationErrors};
 pub use hooks::Hooks;
-pub use keel::{Keel, KeelBuilder};
+pub use keel::{Keel, KeelBuilder, PoolConnections};
 /// Derives [`Audit`] for a model; see the [derive's documentation](keel_derive::Audit).
 pub use keel_derive::Audit;
 /// Derives [`Resource`] and the input types for a sea-orm model; see the
@@ -133,9 +162,12 @@ pub mod prelude {
 /// What generated code uses. Not part of the public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::audit::{self, Audit, Change};
+    pub use crate::audit::{Audit, Change};
     pub use crate::resource::{EnumChoices, NoChoices, Probe};
-    pub use crate::validate;
+    /// What derived validation calls, rule by rule.
+    pub mod validate {
+        pub use crate::validate::*;
+    }
     pub use crate::{
         BaseService, CachePolicy, Choice, Columns, Field, FieldError, FieldSchema, Ops, Redacted,
         Resource, SchemaType, ValidationErrors, WriteAction,
@@ -148,6 +180,12 @@ pub mod __private {
     pub use serde_json;
 
     pub use crate::input::double_option;
+
+    /// What `#[derive(Audit)]` calls, field by field.
+    pub mod audit {
+        pub use crate::audit::record::{field, put, put_redacted, redacted};
+        pub use crate::audit::{Audit, Change, REDACTED};
+    }
 
     /// How derived inputs read their fields.
     pub mod input {

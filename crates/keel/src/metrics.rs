@@ -31,10 +31,14 @@
 //! through the same facade.
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, OnceLock, PoisonError, RwLock};
+#[cfg(feature = "prometheus")]
+use std::sync::OnceLock;
+use std::sync::{LazyLock, PoisonError, RwLock};
 
+#[cfg(feature = "prometheus")]
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+#[cfg(feature = "prometheus")]
 use crate::{Error, Result};
 
 /// Histogram buckets, in seconds: 100 µs to 10 s.
@@ -43,14 +47,30 @@ pub const DURATION_BUCKETS: &[f64] = &[
     5.0, 10.0,
 ];
 
+#[cfg(feature = "prometheus")]
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// Whether [`Metrics::install`] has installed Keel's recorder in this
+/// process (never, in a build without the `prometheus` feature). While it
+/// has, the handles of a labelled counter or histogram may be kept and
+/// reused instead of looked up per request (the recorder of a process never
+/// changes once set).
+pub fn recorder_installed() -> bool {
+    #[cfg(feature = "prometheus")]
+    return HANDLE.get().is_some();
+    #[cfg(not(feature = "prometheus"))]
+    false
+}
+
 /// The installed Prometheus recorder.
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 #[derive(Clone, Debug)]
 pub struct Metrics {
     handle: PrometheusHandle,
 }
 
+#[cfg(feature = "prometheus")]
 impl Metrics {
     /// Installs the Prometheus recorder as the process's metrics recorder
     /// (once; later calls return the same one). Fails if another recorder
@@ -95,11 +115,9 @@ impl Metrics {
     }
 
     /// Whether [`install`](Self::install) has installed Keel's recorder in
-    /// this process. While it has, the handles of a labelled counter or
-    /// histogram may be kept and reused instead of looked up per request
-    /// (the recorder of a process never changes once set).
+    /// this process: [`recorder_installed`].
     pub fn is_installed() -> bool {
-        HANDLE.get().is_some()
+        recorder_installed()
     }
 }
 
@@ -137,7 +155,7 @@ pub(crate) fn record_operation(
         )
     };
     let key = (entity, operation, outcome);
-    let known = Metrics::is_installed()
+    let known = recorder_installed()
         .then(|| {
             OPERATIONS
                 .read()
@@ -150,7 +168,7 @@ pub(crate) fn record_operation(
         Some(handles) => handles,
         None => {
             let handles = register();
-            if Metrics::is_installed() {
+            if recorder_installed() {
                 OPERATIONS
                     .write()
                     .unwrap_or_else(PoisonError::into_inner)

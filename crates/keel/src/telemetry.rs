@@ -31,6 +31,8 @@ impl LogFormat {
     }
 }
 
+#[cfg(feature = "telemetry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "telemetry")))]
 /// Installs a `tracing` subscriber writing to standard output in `format`,
 /// filtered by `RUST_LOG` (default `info`). Fails if one is installed already.
 pub fn init_logging(format: LogFormat) -> Result<()> {

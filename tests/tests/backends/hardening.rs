@@ -65,7 +65,7 @@ async fn cheap_reads_stay_fast_while_expensive_lists_flood_the_pool(env: Env) {
                     .filter(filter)
                     .order_by("name desc")
                     .page_size(100)
-                    .with_total_size(true);
+                    .total_size(true);
                 let started = Instant::now();
                 let outcome = products.list(&ctx, &query).await;
                 (started.elapsed(), outcome.map(|p| p.total_size))

@@ -429,7 +429,7 @@ async fn skip_offsets_and_total_size(env: Env) {
                 .order_by("price_cents")
                 .skip(1)
                 .page_size(2)
-                .with_total_size(true),
+                .total_size(true),
         )
         .await
         .unwrap();

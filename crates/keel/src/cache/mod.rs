@@ -26,6 +26,10 @@
 //! `...:q:{entity generation}:{query hash}` (a list or count). Nothing runs
 //! `FLUSHDB` or `KEYS`.
 
+#[cfg(not(feature = "redis"))]
+#[path = "no_redis.rs"]
+mod redis_tier;
+#[cfg(feature = "redis")]
 mod redis_tier;
 mod stripes;
 
@@ -40,9 +44,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis_tier::RedisTierCheck;
 
-use crate::health::{CheckPolicy, HealthCoordinator, RedisCheck};
+use crate::health::HealthCoordinator;
 use crate::resilience::{BreakerConfig, CircuitBreaker};
 use crate::resource::CachePolicy;
 use crate::{Error, Result};
@@ -315,9 +321,10 @@ struct Counters {
 
 type Flight = Arc<tokio::sync::OnceCell<Option<Arc<dyn Any + Send + Sync>>>>;
 
-/// A test hook: a reader of `key` stops between its database read and its
-/// store until the test lets it go.
-#[doc(hidden)]
+/// A test seam (feature `test-seams`): a reader of `key` stops between its
+/// database read and its store until the test lets it go.
+#[cfg(feature = "test-seams")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-seams")))]
 #[derive(Clone, Debug)]
 pub struct PauseHook {
     /// The key (the id) to pause on.
@@ -342,6 +349,7 @@ struct Inner {
     redis: Option<RedisTier>,
     flights: Mutex<HashMap<String, Flight>>,
     counters: Counters,
+    #[cfg(feature = "test-seams")]
     pause: Mutex<Option<PauseHook>>,
     max_entry_bytes: usize,
 }
@@ -425,6 +433,7 @@ impl Cache {
                 redis,
                 flights: Mutex::new(HashMap::new()),
                 counters: Counters::default(),
+                #[cfg(feature = "test-seams")]
                 pause: Mutex::new(None),
                 max_entry_bytes: usize::try_from(config.max_entry_bytes).unwrap_or(usize::MAX),
             }),
@@ -442,7 +451,7 @@ impl Cache {
 
     /// The circuit breaker around Redis, if there is a Redis tier.
     pub fn breaker(&self) -> Option<&Arc<CircuitBreaker>> {
-        self.inner.redis.as_ref().map(|r| &r.breaker)
+        self.inner.redis.as_ref().map(|r| r.breaker())
     }
 
     /// What the cache did so far.
@@ -471,15 +480,18 @@ impl Cache {
     /// Registers the health checks of the Redis tier (a `redis` PING through
     /// the cache's breaker, and the breaker's own), both non-critical.
     pub fn health_checks(&self, health: &HealthCoordinator) -> Result<()> {
-        let Some(redis) = &self.inner.redis else {
-            return Ok(());
-        };
-        health.register(
-            RedisCheck::new(&redis.url)?.with_breaker(redis.breaker.clone()),
-            CheckPolicy::default(),
-        )?;
-        health.register(redis.breaker.health_check(), CheckPolicy::default())?;
-        health.register(RedisTierCheck::new(self.clone()), CheckPolicy::default())
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.inner.redis {
+            use crate::health::{CheckPolicy, RedisCheck};
+            health.register(
+                RedisCheck::new(&redis.url)?.with_breaker(redis.breaker.clone()),
+                CheckPolicy::default(),
+            )?;
+            health.register(redis.breaker.health_check(), CheckPolicy::default())?;
+            health.register(RedisTierCheck::new(self.clone()), CheckPolicy::default())?;
+        }
+        let _ = health;
+        Ok(())
     }
 
     /// Empties the in-process tier (every stripe's generation moves, so no
@@ -496,7 +508,10 @@ impl Cache {
         .hash(&self.inner.hasher)
     }
 
-    #[doc(hidden)]
+    /// Pauses readers of the hook's key between their load and their
+    /// store (feature `test-seams`; `None` removes the hook).
+    #[cfg(feature = "test-seams")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "test-seams")))]
     pub fn set_pause_hook(&self, hook: Option<PauseHook>) {
         *self.inner.pause.lock().unwrap_or_else(|e| e.into_inner()) = hook;
     }
@@ -901,6 +916,10 @@ impl Cache {
         (result, guard)
     }
 
+    #[cfg(not(feature = "test-seams"))]
+    async fn pause_if_hooked(&self, _id: &str) {}
+
+    #[cfg(feature = "test-seams")]
     async fn pause_if_hooked(&self, id: &str) {
         let hook = self
             .inner
@@ -1015,6 +1034,7 @@ impl Cacheable for u64 {
 }
 
 /// The Redis keys of one read.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) enum RedisKeys {
     Row {
         value: String,

@@ -314,6 +314,10 @@ impl RedisTier {
             .is_ok_and(|r| r.is_ok())
     }
 
+    pub(super) fn breaker(&self) -> &Arc<CircuitBreaker> {
+        &self.breaker
+    }
+
     pub(super) fn pending(&self) -> usize {
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).len()
     }

@@ -108,6 +108,10 @@ fn sqlx_error(runtime: &RuntimeErr) -> Option<&sqlx::Error> {
 }
 
 /// The classification without the error it will carry.
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "mysql", feature = "sqlite")),
+    allow(dead_code, reason = "a build without a database classifies nothing")
+)]
 enum Kind {
     Unique,
     ForeignKey,
@@ -145,12 +149,15 @@ fn classify_sqlx(err: &sqlx::Error) -> Option<Kind> {
 }
 
 fn classify_database(db: &dyn sqlx::error::DatabaseError) -> Option<Kind> {
+    #[cfg(feature = "postgres")]
     if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
         return classify_postgres(pg);
     }
+    #[cfg(feature = "mysql")]
     if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
         return classify_mysql(my.number());
     }
+    #[cfg(feature = "sqlite")]
     if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
         let code = db.code().and_then(|c| c.parse::<i32>().ok())?;
         return classify_sqlite(code);
@@ -163,6 +170,7 @@ fn classify_database(db: &dyn sqlx::error::DatabaseError) -> Option<Kind> {
     }
 }
 
+#[cfg(feature = "postgres")]
 /// PostgreSQL: SQLSTATE, see <https://www.postgresql.org/docs/current/errcodes-appendix.html>.
 fn classify_postgres(pg: &sqlx::postgres::PgDatabaseError) -> Option<Kind> {
     let code = pg.code();
@@ -183,6 +191,7 @@ fn classify_postgres(pg: &sqlx::postgres::PgDatabaseError) -> Option<Kind> {
     })
 }
 
+#[cfg(feature = "mysql")]
 /// MySQL / MariaDB: server error numbers.
 fn classify_mysql(number: u16) -> Option<Kind> {
     Some(match number {
@@ -203,6 +212,7 @@ fn classify_mysql(number: u16) -> Option<Kind> {
     })
 }
 
+#[cfg(feature = "sqlite")]
 /// SQLite: extended result codes, see <https://www.sqlite.org/rescode.html>.
 fn classify_sqlite(code: i32) -> Option<Kind> {
     Some(match code {
@@ -223,6 +233,7 @@ fn classify_sqlite(code: i32) -> Option<Kind> {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "mysql")]
     #[test]
     fn mysql_numbers_are_classified() {
         assert!(matches!(classify_mysql(1062), Some(Kind::Unique)));
@@ -233,6 +244,7 @@ mod tests {
         assert!(classify_mysql(1064).is_none());
     }
 
+    #[cfg(feature = "sqlite")]
     #[test]
     fn sqlite_codes_are_classified() {
         assert!(matches!(classify_sqlite(2067), Some(Kind::Unique)));

@@ -33,6 +33,40 @@ pub struct ErrorBody {
     pub details: Map<String, Value>,
 }
 
+impl Envelope {
+    /// An envelope with no details: how a transport reports an error of its
+    /// own (a malformed body, an unknown route, a rate limit) in the same
+    /// shape as Keel's.
+    ///
+    /// ```
+    /// let body = keel::Envelope::new("rate_limited", "RATE_LIMITED", "too many requests")
+    ///     .with_request_id(Some("req-1"));
+    /// assert_eq!(body.error.details["request_id"], "req-1");
+    /// ```
+    pub fn new(
+        kind: impl Into<String>,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Envelope {
+        Envelope {
+            error: ErrorBody {
+                kind: kind.into(),
+                code: code.into(),
+                message: message.into(),
+                details: Map::new(),
+            },
+        }
+    }
+
+    /// Adds `details.request_id`, when there is one.
+    pub fn with_request_id(mut self, request_id: Option<&str>) -> Envelope {
+        if let Some(id) = request_id {
+            self.error.details.insert("request_id".into(), json!(id));
+        }
+        self
+    }
+}
+
 pub(super) fn build(err: &Error, request_id: Option<&str>) -> Envelope {
     let mut details = Map::new();
     match err {
@@ -70,17 +104,9 @@ pub(super) fn build(err: &Error, request_id: Option<&str>) -> Envelope {
     if err.is_retriable() {
         details.insert("retriable".into(), json!(true));
     }
-    if let Some(id) = request_id {
-        details.insert("request_id".into(), json!(id));
-    }
-    Envelope {
-        error: ErrorBody {
-            kind: err.kind().to_owned(),
-            code: err.code().to_owned(),
-            message: err.to_string(),
-            details,
-        },
-    }
+    let mut envelope = Envelope::new(err.kind(), err.code(), err.to_string());
+    envelope.error.details = details;
+    envelope.with_request_id(request_id)
 }
 
 #[cfg(test)]

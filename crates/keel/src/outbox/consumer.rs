@@ -1,12 +1,18 @@
 //! Consumers: a broker's events, handled once each.
 
+// A build with neither broker keeps `Consumer::handle` (for transports of
+// the application's own); the brokers' delivery helpers go unused.
+#![cfg_attr(
+    not(any(feature = "nats", feature = "redis")),
+    allow(dead_code, unused_mut, unused_variables)
+)]
+
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use backon::BackoffBuilder;
-use futures_util::StreamExt;
 use sea_orm::{ConnectionTrait, DbBackend};
 use tokio::sync::watch;
 
@@ -303,22 +309,33 @@ impl Consumer {
         }
     }
 
+    #[cfg_attr(
+        not(any(feature = "nats", feature = "redis")),
+        allow(
+            unreachable_code,
+            clippy::never_loop,
+            reason = "no broker in this build: every arm returns"
+        )
+    )]
     async fn run(self, stop: watch::Receiver<bool>) {
         let mut failures = 0;
         loop {
             if *stop.borrow() {
                 return;
             }
-            let result = match self.inner.source.clone() {
+            let result: std::result::Result<(), String> = match self.inner.source.clone() {
+                #[cfg(feature = "nats")]
                 SinkKind::Nats { url, stream } => self.run_nats(&url, &stream, stop.clone()).await,
+                #[cfg(feature = "redis")]
                 SinkKind::Redis { url, prefix, .. } => {
                     self.run_redis(&url, &prefix, stop.clone()).await
                 }
+                #[allow(unreachable_patterns, reason = "every broker has its feature")]
                 other => {
                     tracing::error!(
                         consumer = %self.inner.name,
                         sink = other.name(),
-                        "a consumer needs a broker: set KEEL_EVENTS_SINK to nats or redis"
+                        "a consumer needs a broker this build has: set KEEL_EVENTS_SINK to nats or redis (keel's `nats` or `redis` feature)"
                     );
                     return;
                 }
@@ -338,6 +355,7 @@ impl Consumer {
         }
     }
 
+    #[cfg(feature = "nats")]
     async fn run_nats(
         &self,
         url: &str,
@@ -345,6 +363,7 @@ impl Consumer {
         mut stop: watch::Receiver<bool>,
     ) -> std::result::Result<(), String> {
         use async_nats::jetstream::{self, AckKind, consumer};
+        use futures_util::StreamExt;
         let client = async_nats::connect(url).await.map_err(|e| e.to_string())?;
         let context = jetstream::new(client);
         let stream = context
@@ -402,6 +421,7 @@ impl Consumer {
         }
     }
 
+    #[cfg(feature = "redis")]
     async fn run_redis(
         &self,
         url: &str,
@@ -502,6 +522,7 @@ impl Consumer {
         }
     }
 
+    #[cfg(feature = "redis")]
     async fn redis_deliver(
         &self,
         conn: &mut redis::aio::MultiplexedConnection,
@@ -540,6 +561,9 @@ impl Consumer {
 enum Delivery {
     Ack,
     Dead,
+    /// Again after the wait (JetStream's Nak delay; a Redis entry waits in
+    /// the pending list for its backoff instead).
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     Retry(Duration),
 }
 
@@ -562,6 +586,7 @@ fn decode(wire: WireFormat, payload: &[u8], id: Option<&str>) -> Result<Event> {
 }
 
 /// `(entry id, idle ms, deliveries)` of an extended `XPENDING` reply.
+#[cfg(feature = "redis")]
 fn parse_pending(value: &redis::Value) -> Vec<(String, u64, u64)> {
     let redis::Value::Array(rows) = value else {
         return Vec::new();
@@ -579,9 +604,11 @@ fn parse_pending(value: &redis::Value) -> Vec<(String, u64, u64)> {
 }
 
 /// A stream entry's fields, in order.
+#[cfg(feature = "redis")]
 type Fields = Vec<(String, Vec<u8>)>;
 
 /// `(entry id, fields)` of a list of stream entries.
+#[cfg(feature = "redis")]
 fn parse_entries(value: &redis::Value) -> Vec<(String, Fields)> {
     let redis::Value::Array(entries) = value else {
         return Vec::new();

@@ -21,6 +21,10 @@
 //! path.
 
 mod consumer;
+#[cfg(feature = "nats")]
+mod nats_sink;
+#[cfg(feature = "redis")]
+mod redis_sink;
 mod relay;
 mod sink;
 mod store;
@@ -29,7 +33,13 @@ use std::time::Duration;
 
 pub use consumer::{Consumer, ConsumerStats, Handled};
 pub use relay::{OutboxCheck, OutboxStats, Relay, RelayConfig, RelayStats};
-pub use sink::{NatsSink, RedisSink, Sink, SinkError, SinkFuture, WireFormat};
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+pub use nats_sink::NatsSink;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis_sink::RedisSink;
+pub use sink::{Sink, SinkError, SinkFuture, WireFormat};
 
 pub(crate) use store::{create_tables, insert};
 

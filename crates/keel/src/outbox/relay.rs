@@ -679,6 +679,7 @@ impl Relay {
     /// Listens for PostgreSQL's notifications of new rows (sent after the
     /// commits of any instance: `Keel::outbox_committed`) and wakes the
     /// relay.
+    #[cfg(feature = "postgres")]
     async fn listen(keel: Keel, mut stop: watch::Receiver<bool>) {
         use sea_orm::sqlx::postgres::PgListener;
         let wake = keel.outbox_wake();
@@ -722,6 +723,7 @@ impl Component for Relay {
         self.inner.stop.send_replace(false);
         let mut tasks = self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner());
         tasks.push(tokio::spawn(self.clone().run(self.inner.stop.subscribe())));
+        #[cfg(feature = "postgres")]
         if self.inner.keel.backend() == DbBackend::Postgres {
             tasks.push(tokio::spawn(Relay::listen(
                 self.inner.keel.clone(),

@@ -10,7 +10,7 @@ use crate::View;
 /// ```
 /// use keel::ListQuery;
 /// let q = ListQuery::new().filter("price_cents > 100").order_by("price_cents desc").page_size(20);
-/// assert_eq!(q.filter_text(), Some("price_cents > 100"));
+/// assert_eq!(q.get_filter(), Some("price_cents > 100"));
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListQuery {
@@ -76,7 +76,7 @@ impl ListQuery {
 
     /// Also counts every matching row (one more query).
     #[must_use]
-    pub fn with_total_size(mut self, count: bool) -> Self {
+    pub fn total_size(mut self, count: bool) -> Self {
         self.with_total_size = count;
         self
     }
@@ -90,43 +90,46 @@ impl ListQuery {
         self
     }
 
+    // Each setter has a getter of the same name with `get_` in front, as
+    // `std::process::Command` has.
+
     /// The view the filter and the order are parsed in.
-    pub fn requested_view(&self) -> View {
+    pub fn get_view(&self) -> View {
         self.view
     }
 
-    /// The filter text, if any.
-    pub fn filter_text(&self) -> Option<&str> {
+    /// The filter, if any.
+    pub fn get_filter(&self) -> Option<&str> {
         self.filter.as_deref()
     }
 
-    /// The order text, if any.
-    pub fn order_by_text(&self) -> Option<&str> {
+    /// The order, if any.
+    pub fn get_order_by(&self) -> Option<&str> {
         self.order_by.as_deref()
     }
 
     /// The requested page size, if any.
-    pub fn requested_page_size(&self) -> Option<u32> {
+    pub fn get_page_size(&self) -> Option<u32> {
         self.page_size
     }
 
     /// The page token, if any.
-    pub fn token(&self) -> Option<&str> {
+    pub fn get_page_token(&self) -> Option<&str> {
         self.page_token.as_deref()
     }
 
     /// The offset, if any.
-    pub fn skipped(&self) -> Option<u64> {
+    pub fn get_skip(&self) -> Option<u64> {
         self.skip
     }
 
     /// Whether soft-deleted rows are included.
-    pub fn shows_deleted(&self) -> bool {
+    pub fn get_show_deleted(&self) -> bool {
         self.show_deleted
     }
 
     /// Whether a total count is asked for.
-    pub fn wants_total_size(&self) -> bool {
+    pub fn get_total_size(&self) -> bool {
         self.with_total_size
     }
 }
@@ -139,7 +142,7 @@ pub struct Page<T> {
     /// Pass to [`ListQuery::page_token`] for the next page; absent on the last page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_page_token: Option<String>,
-    /// The number of matching rows, when asked for with [`ListQuery::with_total_size`].
+    /// The number of matching rows, when asked for with [`ListQuery::total_size`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_size: Option<u64>,
 }

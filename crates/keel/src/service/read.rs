@@ -179,17 +179,17 @@ impl<E: Resource> BaseService<E> {
     pub async fn list(&self, ctx: &Context, query: &ListQuery) -> Result<Page<E::Model>> {
         self.observe(ctx, "list", async {
             let config = self.keel.config();
-            let view = query.requested_view();
+            let view = query.get_view();
             let filter =
-                Filter::<E>::parse_in(query.filter_text().unwrap_or(""), &config.limits, view)?;
-            let order = OrderBy::<E>::parse_in(query.order_by_text().unwrap_or(""), view)?;
-            let page_size = config.page.size(query.requested_page_size())?;
-            let scope = self.scope(ctx, query.shows_deleted())?;
+                Filter::<E>::parse_in(query.get_filter().unwrap_or(""), &config.limits, view)?;
+            let order = OrderBy::<E>::parse_in(query.get_order_by().unwrap_or(""), view)?;
+            let page_size = config.page.size(query.get_page_size())?;
+            let scope = self.scope(ctx, query.get_show_deleted())?;
             let shape = format!(
                 "{}|{}|{}|{}",
                 filter.as_ref().map(ToString::to_string).unwrap_or_default(),
                 order,
-                query.shows_deleted(),
+                query.get_show_deleted(),
                 ctx.tenant().unwrap_or("")
             );
             let filtered = || {
@@ -201,7 +201,7 @@ impl<E: Resource> BaseService<E> {
             };
 
             let mut select: Select<E> = filtered();
-            if let Some(token) = query.token() {
+            if let Some(token) = query.get_page_token() {
                 let last = self.keel.signer().open(token, E::NAME, &shape)?;
                 select = select.filter(after_condition(&order, &last)?);
             }
@@ -212,7 +212,7 @@ impl<E: Resource> BaseService<E> {
                     None => select.order_by(key.column, dir),
                 };
             }
-            if let Some(skip) = query.skipped() {
+            if let Some(skip) = query.get_skip() {
                 // Databases take a signed 64-bit offset.
                 if i64::try_from(skip).is_err() {
                     return Err(Error::invalid_argument(
@@ -250,7 +250,7 @@ impl<E: Resource> BaseService<E> {
                         }
                         _ => None,
                     };
-                    let total_size = if query.wants_total_size() {
+                    let total_size = if query.get_total_size() {
                         Some(
                             filtered()
                                 .count(&self.conn())
@@ -268,14 +268,14 @@ impl<E: Resource> BaseService<E> {
                 })
             };
             // A page far down an offset is rarely read twice: not cached.
-            let deep = query.skipped().unwrap_or(0) > DEEPEST_CACHED_SKIP;
+            let deep = query.get_skip().unwrap_or(0) > DEEPEST_CACHED_SKIP;
             match self.cache_scope(ctx)?.filter(|_| !deep) {
                 Some(cache_scope) => {
                     let normalised = format!(
                         "list|{shape}|{page_size}|{}|{}|{}",
-                        query.token().unwrap_or(""),
-                        query.skipped().unwrap_or(0),
-                        query.wants_total_size()
+                        query.get_page_token().unwrap_or(""),
+                        query.get_skip().unwrap_or(0),
+                        query.get_total_size()
                     );
                     self.keel
                         .cache()
@@ -292,11 +292,11 @@ impl<E: Resource> BaseService<E> {
     pub async fn count(&self, ctx: &Context, query: &ListQuery) -> Result<u64> {
         self.observe(ctx, "count", async {
             let filter = Filter::<E>::parse_in(
-                query.filter_text().unwrap_or(""),
+                query.get_filter().unwrap_or(""),
                 &self.keel.config().limits,
-                query.requested_view(),
+                query.get_view(),
             )?;
-            let mut select = E::find().filter(self.scope(ctx, query.shows_deleted())?);
+            let mut select = E::find().filter(self.scope(ctx, query.get_show_deleted())?);
             if let Some(f) = &filter {
                 select = select.filter(f.condition(self.keel.backend()));
             }
@@ -315,7 +315,7 @@ impl<E: Resource> BaseService<E> {
                     let normalised = format!(
                         "count|{}|{}",
                         filter.as_ref().map(ToString::to_string).unwrap_or_default(),
-                        query.shows_deleted()
+                        query.get_show_deleted()
                     );
                     self.keel
                         .cache()

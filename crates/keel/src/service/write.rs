@@ -384,7 +384,15 @@ impl<E: Resource> BaseService<E> {
         }
     }
 
-    pub(super) fn key_of(row: &E::Model) -> Option<E::Key> {
+    /// The primary key of `row`, typed (`None` only if the column holds a
+    /// value the key type cannot take, which a row read by Keel never does).
+    ///
+    /// ```no_run
+    /// # async fn demo<E: keel::Resource>(service: keel::BaseService<E>, ctx: keel::Context, row: E::Model) {
+    /// let key = keel::BaseService::<E>::key_of(&row);
+    /// # }
+    /// ```
+    pub fn key_of(row: &E::Model) -> Option<E::Key> {
         <E::Key as crate::Key>::from_value(row.get(primary_key_column::<E>()))
     }
 
