@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keel::Keel;
-use keel::health::{CheckPolicy, DatabaseCheck, HealthCoordinator, HealthStatus, RedisCheck};
+use keel::cache::RedisCheck;
+use keel::health::{CheckPolicy, DatabaseCheck, HealthCoordinator, HealthStatus};
 use keel::resilience::{BreakerConfig, BreakerState, CircuitBreaker};
 use keel_tests::RedisServer;
 

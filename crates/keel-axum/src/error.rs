@@ -154,7 +154,15 @@ pub fn status_of(err: &Error) -> StatusCode {
 }
 
 impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
+        // An error made inside a request that `request_id` (or
+        // `RequestIdLayer`) serves carries that request's id, without every
+        // handler stamping it.
+        if self.request_id.is_none() {
+            self.request_id = crate::panic::CURRENT_REQUEST_ID
+                .try_with(|id| id.to_string())
+                .ok();
+        }
         let status = self.status();
         let body = match &self.kind {
             Kind::Keel(err) => {

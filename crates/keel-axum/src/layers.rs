@@ -53,7 +53,7 @@ where
     }
 
     fn call(&mut self, mut request: Request) -> Self::Future {
-        let id = crate::incoming_or_new_id(&request);
+        let id = crate::context::incoming_or_new_id(&request);
         let header = HeaderValue::from_str(&id).ok();
         request.extensions_mut().insert(RequestId(id.clone()));
         RequestIdFuture {

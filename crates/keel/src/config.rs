@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::env::parse as env_parse;
 use crate::query::{PageConfig, QueryLimits};
 use crate::{Error, Result};
 
@@ -292,7 +293,9 @@ impl KeelConfig {
         let missing = |setting: &str, feature: &str| {
             Err(Error::invalid_argument(
                 "configuration",
-                format!("{setting} needs keel's `{feature}` cargo feature, which this build does not have"),
+                format!(
+                    "{setting} needs keel's `{feature}` cargo feature, which this build does not have"
+                ),
             ))
         };
         let scheme = self
@@ -323,18 +326,6 @@ impl KeelConfig {
             }
             _ => Ok(()),
         }
-    }
-}
-
-pub(crate) fn env_parse<T: std::str::FromStr>(name: &'static str) -> Result<Option<T>> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v.trim().parse().map(Some).map_err(|_| {
-            Error::invalid_argument(
-                "configuration",
-                format!("{name} has an invalid value {v:?}"),
-            )
-        }),
-        _ => Ok(None),
     }
 }
 

@@ -94,6 +94,15 @@ impl Context {
         self.tenant.as_deref()
     }
 
+    /// The tenant, which every call on a tenant-scoped resource (`plural`)
+    /// needs: `PERMISSION_DENIED` without one. The one tenant check of the
+    /// services and the audit log.
+    pub(crate) fn require_tenant(&self, plural: &str) -> crate::Result<&str> {
+        self.tenant().ok_or_else(|| crate::Error::PermissionDenied {
+            message: format!("{plural} requires a tenant"),
+        })
+    }
+
     /// The request id.
     pub fn request_id(&self) -> &str {
         &self.request_id

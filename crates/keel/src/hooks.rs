@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
+use crate::sync::Unpoison as _;
 use crate::tx::Tx;
 use crate::{Context, Resource, Result};
 
@@ -217,7 +218,7 @@ pub(crate) struct HookRegistry {
 
 impl HookRegistry {
     pub(crate) fn add<E: Resource>(&self, hooks: impl Hooks<E>) {
-        let mut map = self.by_resource.write().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.by_resource.write().unpoisoned();
         let mut list: Vec<Arc<dyn DynHooks<E>>> = map
             .get(&TypeId::of::<E>())
             .and_then(|any| any.clone().downcast::<Vec<Arc<dyn DynHooks<E>>>>().ok())
@@ -228,7 +229,7 @@ impl HookRegistry {
     }
 
     pub(crate) fn get<E: Resource>(&self) -> Option<HookList<E>> {
-        let map = self.by_resource.read().unwrap_or_else(|e| e.into_inner());
+        let map = self.by_resource.read().unpoisoned();
         map.get(&TypeId::of::<E>())
             .and_then(|any| any.clone().downcast::<Vec<Arc<dyn DynHooks<E>>>>().ok())
     }

@@ -517,7 +517,10 @@ fn connect_options(config: &KeelConfig) -> ConnectOptions {
         options.idle_timeout(idle);
     }
     if let Some(timeout) = statement_timeout {
-        #[allow(unused_variables, reason = "unused in a build without PostgreSQL or MySQL")]
+        #[allow(
+            unused_variables,
+            reason = "unused in a build without PostgreSQL or MySQL"
+        )]
         let ms = timeout.as_millis().max(1);
         #[cfg(feature = "postgres")]
         options.map_sqlx_postgres_opts(move |o| o.options([("statement_timeout", ms.to_string())]));

@@ -88,7 +88,7 @@
 //! | `postgres` | PostgreSQL through sqlx, and the outbox relay's `LISTEN` wake-up | yes |
 //! | `mysql` | MySQL and MariaDB through sqlx | yes |
 //! | `sqlite` | SQLite through sqlx (the `DATABASE_URL` default) | yes |
-//! | `redis` | the Redis cache tier ([`cache`]), [`health::RedisCheck`], Redis Streams as an event sink and consumer transport | yes |
+//! | `redis` | the Redis cache tier ([`cache`]), [`cache::RedisCheck`], Redis Streams as an event sink and consumer transport | yes |
 //! | `prometheus` | the Prometheus exporter, [`metrics::Metrics`] (`keel-axum` turns it on for `/metrics`) | yes |
 //! | `telemetry` | [`telemetry::init_logging`]: a `tracing` subscriber writing text or JSON lines | yes |
 //! | `volume-check` | [`health::VolumeCheck`]: free space of a disk volume | yes |
@@ -106,6 +106,7 @@ pub mod audit;
 pub mod cache;
 mod config;
 mod context;
+mod env;
 mod error;
 pub mod event;
 pub mod health;
@@ -121,6 +122,7 @@ pub mod resilience;
 mod resource;
 mod schema;
 mod service;
+mod sync;
 pub mod telemetry;
 pub mod tx;
 mod validate;

@@ -33,12 +33,13 @@
 use std::collections::HashMap;
 #[cfg(feature = "prometheus")]
 use std::sync::OnceLock;
-use std::sync::{LazyLock, PoisonError, RwLock};
+use std::sync::{LazyLock, RwLock};
 
 #[cfg(feature = "prometheus")]
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 #[cfg(feature = "prometheus")]
+use crate::sync::Unpoison as _;
 use crate::{Error, Result};
 
 /// Histogram buckets, in seconds: 100 µs to 10 s.
@@ -79,9 +80,7 @@ impl Metrics {
         // One installer at a time: a second caller racing the first would
         // otherwise see the global recorder taken but no handle yet.
         static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _one = INSTALLING
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _one = INSTALLING.lock().unpoisoned();
         if let Some(handle) = HANDLE.get() {
             return Ok(Metrics {
                 handle: handle.clone(),
@@ -156,23 +155,14 @@ pub(crate) fn record_operation(
     };
     let key = (entity, operation, outcome);
     let known = recorder_installed()
-        .then(|| {
-            OPERATIONS
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(&key)
-                .cloned()
-        })
+        .then(|| OPERATIONS.read().unpoisoned().get(&key).cloned())
         .flatten();
     let (counter, histogram) = match known {
         Some(handles) => handles,
         None => {
             let handles = register();
             if recorder_installed() {
-                OPERATIONS
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(key, handles.clone());
+                OPERATIONS.write().unpoisoned().insert(key, handles.clone());
             }
             handles
         }

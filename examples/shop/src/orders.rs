@@ -155,24 +155,19 @@ async fn place(
     identity: Option<Extension<Identity>>,
     body: Result<JsonBody<PlaceOrder>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let request_id = ctx.request_id().to_owned();
-    let result = async {
-        shop.require(identity.as_ref())?;
-        let JsonBody(input) = body?;
-        let merged = check(&input)?;
-        let placed = place_order(&shop.keel, &ctx, input.customer_id, &merged).await?;
-        let mut response = (StatusCode::CREATED, Json(&placed)).into_response();
-        let headers = response.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&format!("/orders/{}", placed.order.id)) {
-            headers.insert(header::LOCATION, v);
-        }
-        if let Some(v) = keel_axum::etag::<order::Entity>(&placed.order) {
-            headers.insert(header::ETAG, v);
-        }
-        Ok::<_, ApiError>(response)
+    shop.require(identity.as_ref())?;
+    let JsonBody(input) = body?;
+    let merged = check(&input)?;
+    let placed = place_order(&shop.keel, &ctx, input.customer_id, &merged).await?;
+    let mut response = (StatusCode::CREATED, Json(&placed)).into_response();
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&format!("/orders/{}", placed.order.id)) {
+        headers.insert(header::LOCATION, v);
     }
-    .await;
-    result.map_err(|e| e.with_request_id(request_id))
+    if let Some(v) = keel_axum::etag::<order::Entity>(&placed.order) {
+        headers.insert(header::ETAG, v);
+    }
+    Ok::<_, ApiError>(response)
 }
 
 /// Places an order in one transaction; `INSUFFICIENT_STOCK` (409) changes nothing.
@@ -294,21 +289,16 @@ async fn get_order(
     identity: Option<Extension<Identity>>,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
-    let request_id = ctx.request_id().to_owned();
-    let result = async {
-        shop.require(identity.as_ref())?;
-        let id = keel_axum::parse_id::<order::Entity>(&id)?;
-        let order = shop.keel.service::<order::Entity>().get(&ctx, id).await?;
-        let lines = lines_of(shop.keel.db(), id).await?;
-        let etag = keel_axum::etag::<order::Entity>(&order);
-        let mut response = Json(OrderWithLines { order, lines }).into_response();
-        if let Some(v) = etag {
-            response.headers_mut().insert(header::ETAG, v);
-        }
-        Ok::<_, ApiError>(response)
+    shop.require(identity.as_ref())?;
+    let id = keel_axum::parse_id::<order::Entity>(&id)?;
+    let order = shop.keel.service::<order::Entity>().get(&ctx, id).await?;
+    let lines = lines_of(shop.keel.db(), id).await?;
+    let etag = keel_axum::etag::<order::Entity>(&order);
+    let mut response = Json(OrderWithLines { order, lines }).into_response();
+    if let Some(v) = etag {
+        response.headers_mut().insert(header::ETAG, v);
     }
-    .await;
-    result.map_err(|e| e.with_request_id(request_id))
+    Ok::<_, ApiError>(response)
 }
 
 async fn cancel(
@@ -318,16 +308,11 @@ async fn cancel(
     PathId(id): PathId,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let request_id = ctx.request_id().to_owned();
-    let result = async {
-        shop.require(identity.as_ref())?;
-        let id = keel_axum::parse_id::<order::Entity>(&id)?;
-        let expected = keel_axum::if_match(&headers)?;
-        let cancelled = cancel_order(&shop.keel, &ctx, id, expected).await?;
-        Ok::<_, ApiError>(Json(cancelled).into_response())
-    }
-    .await;
-    result.map_err(|e| e.with_request_id(request_id))
+    shop.require(identity.as_ref())?;
+    let id = keel_axum::parse_id::<order::Entity>(&id)?;
+    let expected = keel_axum::if_match(&headers)?;
+    let cancelled = cancel_order(&shop.keel, &ctx, id, expected).await?;
+    Ok::<_, ApiError>(Json(cancelled).into_response())
 }
 
 /// Cancels a placed order: puts its lines' stock back (products deleted

@@ -216,9 +216,7 @@ impl AuditLog {
             .add(Column::Entity.eq(E::NAME))
             .add(exact::eq(backend, Column::EntityId, id.clone().into()));
         if E::COLUMNS.tenant.is_some() {
-            let tenant = ctx.tenant().ok_or_else(|| Error::PermissionDenied {
-                message: format!("{} requires a tenant", E::PLURAL),
-            })?;
+            let tenant = ctx.require_tenant(E::PLURAL)?;
             scope = scope.add(exact::eq(backend, Column::Tenant, tenant.into()));
         }
         let shape = format!("{}|{id}|{}", E::NAME, ctx.tenant().unwrap_or(""));

@@ -51,4 +51,3 @@ pub trait Audit {
     /// left out, redacted fields replaced by `"[redacted]"`.
     fn snapshot(&self) -> Value;
 }
-

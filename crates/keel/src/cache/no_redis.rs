@@ -18,7 +18,10 @@ pub(super) struct Found {
 }
 
 /// One write's invalidation.
-#[allow(dead_code, reason = "built by the cache, read by a Redis tier this build has not")]
+#[allow(
+    dead_code,
+    reason = "built by the cache, read by a Redis tier this build has not"
+)]
 pub(super) struct Invalidation {
     pub(super) value_keys: Vec<String>,
     pub(super) generation_keys: Vec<String>,

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{Cache, CacheConfig, Inner, RedisKeys};
 use crate::health::{HealthCheck, Observation};
 use crate::resilience::CircuitBreaker;
+use crate::sync::Unpoison as _;
 use crate::{Error, Result};
 
 /// How long generations live: far longer than any entry or any read.
@@ -298,10 +299,7 @@ impl RedisTier {
         }
         metrics::counter!("keel_cache_invalidations_total", "result" => "deferred").increment(1);
         tracing::warn!(scope = %job.scope, "redis invalidation failed; it will be retried");
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(job);
+        self.pending.lock().unpoisoned().push_back(job);
     }
 
     /// Invalidations still waiting for Redis.
@@ -319,7 +317,7 @@ impl RedisTier {
     }
 
     pub(super) fn pending(&self) -> usize {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.pending.lock().unpoisoned().len()
     }
 }
 
@@ -396,12 +394,7 @@ async fn retrier(weak: Weak<Inner>) {
             let cache = Cache {
                 inner: inner.clone(),
             };
-            let jobs: Vec<Invalidation> = redis
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .drain(..)
-                .collect();
+            let jobs: Vec<Invalidation> = redis.pending.lock().unpoisoned().drain(..).collect();
             let mut failed = Vec::new();
             for job in jobs {
                 if redis.send(&cache, &job).await {
@@ -412,11 +405,7 @@ async fn retrier(weak: Weak<Inner>) {
                 }
             }
             if !failed.is_empty() {
-                redis
-                    .pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend(failed);
+                redis.pending.lock().unpoisoned().extend(failed);
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -4,6 +4,8 @@
 
 use std::sync::Mutex;
 
+use crate::sync::Unpoison as _;
+
 const STRIPES: usize = 256;
 
 pub(super) struct Stripes {
@@ -22,7 +24,7 @@ impl Stripes {
     }
 
     fn lock(slot: &Mutex<u64>) -> std::sync::MutexGuard<'_, u64> {
-        slot.lock().unwrap_or_else(|e| e.into_inner())
+        slot.lock().unpoisoned()
     }
 
     /// The generation of the key's stripe now.

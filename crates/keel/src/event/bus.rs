@@ -11,6 +11,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::{DomainEvent, Event};
 use crate::error::BoxError;
+use crate::sync::Unpoison as _;
 use crate::{Error, Resource, Result};
 
 type HandlerFuture = Pin<Box<dyn Future<Output = std::result::Result<(), BoxError>> + Send>>;
@@ -288,7 +289,7 @@ impl std::fmt::Debug for EventBus {
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|e| e.into_inner())
+    lock.read().unpoisoned()
 }
 
 impl EventBus {
@@ -309,7 +310,7 @@ impl EventBus {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             Error::internal("EventBus::subscribe must be called inside a Tokio runtime")
         })?;
-        let mut slots = self.inner.slots.write().unwrap_or_else(|e| e.into_inner());
+        let mut slots = self.inner.slots.write().unpoisoned();
         if slots.iter().any(|s| *s.name == *subscription.name) {
             return Err(Error::invalid_argument(
                 "subscriber",

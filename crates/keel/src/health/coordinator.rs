@@ -10,8 +10,9 @@ use serde::ser::SerializeMap;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::ServiceStatus;
 use super::{CheckPolicy, CheckState, DynHealthCheck, HealthCheck, HealthStatus, Observation};
-use crate::lifecycle::ServiceStatus;
+use crate::sync::Unpoison as _;
 use crate::{Error, Result};
 
 struct Entry {
@@ -93,11 +94,7 @@ impl HealthCoordinator {
         check: Arc<dyn DynHealthCheck>,
         policy: CheckPolicy,
     ) -> Result<()> {
-        let mut entries = self
-            .inner
-            .entries
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.inner.entries.write().unpoisoned();
         let name = check.name().to_owned();
         if entries.iter().any(|e| e.name == name) {
             return Err(Error::invalid_argument(
@@ -121,11 +118,7 @@ impl HealthCoordinator {
     }
 
     fn entries(&self) -> Vec<Arc<Entry>> {
-        self.inner
-            .entries
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.inner.entries.read().unpoisoned().clone()
     }
 
     /// Runs every check once, concurrently, each under its timeout, and
@@ -147,7 +140,7 @@ impl HealthCoordinator {
                     };
                 let took = started.elapsed();
                 let status = {
-                    let mut state = entry.state.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut state = entry.state.lock().unpoisoned();
                     state.record(observation, at, took, &entry.policy);
                     state.status()
                 };
@@ -175,7 +168,7 @@ impl HealthCoordinator {
 
     /// Starts the background loop with its first round after `delay`.
     pub(crate) fn start_after(&self, delay: Duration) {
-        let mut task = self.inner.task.lock().unwrap_or_else(|e| e.into_inner());
+        let mut task = self.inner.task.lock().unpoisoned();
         if task.as_ref().is_some_and(|t| !t.is_finished()) {
             return;
         }
@@ -193,13 +186,7 @@ impl HealthCoordinator {
 
     /// Stops the background loop.
     pub fn stop(&self) {
-        if let Some(task) = self
-            .inner
-            .task
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(task) = self.inner.task.lock().unpoisoned().take() {
             task.abort();
         }
     }
@@ -209,11 +196,7 @@ impl HealthCoordinator {
     pub fn status(&self) -> HealthStatus {
         let mut overall = HealthStatus::Healthy;
         for entry in self.entries() {
-            let status = entry
-                .state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .status();
+            let status = entry.state.lock().unpoisoned().status();
             overall = overall.max(match (status, entry.critical) {
                 (HealthStatus::Unhealthy, false) => HealthStatus::Degraded,
                 (status, _) => status,
@@ -243,13 +226,13 @@ impl HealthCoordinator {
         self.inner
             .runtime
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unpoisoned()
             .as_ref()
             .map(|rx| *rx.borrow())
     }
 
     pub(crate) fn attach_runtime(&self, status: watch::Receiver<ServiceStatus>) {
-        *self.inner.runtime.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+        *self.inner.runtime.lock().unpoisoned() = Some(status);
     }
 
     pub(crate) fn set_draining(&self, draining: bool) {
@@ -262,7 +245,7 @@ impl HealthCoordinator {
             .entries()
             .iter()
             .map(|entry| {
-                let state = entry.state.lock().unwrap_or_else(|e| e.into_inner());
+                let state = entry.state.lock().unpoisoned();
                 let last = state.last();
                 CheckReport {
                     name: entry.name.clone(),

@@ -21,21 +21,18 @@
 
 mod checks;
 mod coordinator;
-#[cfg(feature = "redis")]
-mod redis_check;
+mod service_status;
 mod state;
 #[cfg(feature = "volume-check")]
 mod volume_check;
 
 pub use checks::DatabaseCheck;
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use redis_check::RedisCheck;
+pub use coordinator::{CheckReport, HealthCoordinator, HealthReport, HistoryEntry};
+pub use service_status::ServiceStatus;
+pub use state::CheckState;
 #[cfg(feature = "volume-check")]
 #[cfg_attr(docsrs, doc(cfg(feature = "volume-check")))]
 pub use volume_check::VolumeCheck;
-pub use coordinator::{CheckReport, HealthCoordinator, HealthReport, HistoryEntry};
-pub use state::CheckState;
 
 use std::pin::Pin;
 use std::time::Duration;

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 use super::ServiceStatus;
 use crate::health::{CheckPolicy, DatabaseCheck, HealthCheck, HealthCoordinator, Observation};
 use crate::resilience::{RetryPolicy, retry};
+use crate::sync::Unpoison as _;
 use crate::{Context, Error, Keel, Result};
 
 /// A part of the service with a life of its own: a connection pool, a
@@ -102,19 +103,14 @@ impl Component for DatabaseComponent {
                 keel.record_pool_metrics();
             }
         });
-        if let Some(old) = self
-            .gauges
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .replace(task)
-        {
+        if let Some(old) = self.gauges.lock().unpoisoned().replace(task) {
             old.abort();
         }
         Ok(())
     }
 
     async fn stop(&self) -> Result<()> {
-        if let Some(task) = self.gauges.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(task) = self.gauges.lock().unpoisoned().take() {
             task.abort();
         }
         self.keel.close().await

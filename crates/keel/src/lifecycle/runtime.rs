@@ -12,6 +12,7 @@ use super::component::{DatabaseComponent, DynComponent, RuntimeCheck};
 use super::{Component, ServiceStatus, StatusTracker, Transition};
 use crate::health::{CheckPolicy, HealthCoordinator};
 use crate::resilience::RetryPolicy;
+use crate::sync::Unpoison as _;
 use crate::{Error, Keel, Result};
 
 /// How the runtime starts, stops and drains.
@@ -53,9 +54,9 @@ impl RuntimeConfig {
     pub fn from_env() -> Result<Self> {
         let mut config = RuntimeConfig::default();
         let ms = |name: &'static str| -> Result<Option<Duration>> {
-            Ok(crate::config::env_parse::<u64>(name)?.map(Duration::from_millis))
+            Ok(crate::env::parse::<u64>(name)?.map(Duration::from_millis))
         };
-        if let Some(n) = crate::config::env_parse::<usize>("KEEL_START_ATTEMPTS")? {
+        if let Some(n) = crate::env::parse::<usize>("KEEL_START_ATTEMPTS")? {
             config.start_retry = RetryPolicy::attempts(n)
                 .min_delay(Duration::from_millis(100))
                 .max_delay(Duration::from_secs(2));
@@ -373,11 +374,7 @@ impl Runtime {
 
     /// How each component started, in the last start.
     pub fn start_records(&self) -> Vec<StartRecord> {
-        self.inner
-            .starts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.inner.starts.lock().unpoisoned().clone()
     }
 
     /// Marks one piece of in-flight work (a request) until the guard drops;
@@ -409,11 +406,7 @@ impl Runtime {
                 attempts: 0,
                 error,
             })?;
-        inner
-            .starts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        inner.starts.lock().unpoisoned().clear();
         let t0 = Instant::now();
         for level in &inner.levels {
             let mut starts = tokio::task::JoinSet::new();
@@ -438,11 +431,7 @@ impl Runtime {
                     }
                 };
                 match outcome {
-                    Ok(()) => inner
-                        .started
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(i),
+                    Ok(()) => inner.started.lock().unpoisoned().push(i),
                     Err(error) => {
                         failure.get_or_insert(StartupError {
                             component: inner.nodes[i].name.clone(),
@@ -498,16 +487,12 @@ impl Runtime {
         if outcome.is_ok() {
             tracing::info!(component = %node.name, attempts, "component started");
         }
-        self.inner
-            .starts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(StartRecord {
-                component: node.name.clone(),
-                began,
-                ended: t0.elapsed(),
-                attempts,
-            });
+        self.inner.starts.lock().unpoisoned().push(StartRecord {
+            component: node.name.clone(),
+            began,
+            ended: t0.elapsed(),
+            attempts,
+        });
         (attempts, outcome)
     }
 
@@ -529,10 +514,9 @@ impl Runtime {
     async fn stop_components(&self) -> Vec<StopRecord> {
         let inner = &self.inner;
         inner.health.stop();
-        let started: HashSet<usize> =
-            std::mem::take(&mut *inner.started.lock().unwrap_or_else(|e| e.into_inner()))
-                .into_iter()
-                .collect();
+        let started: HashSet<usize> = std::mem::take(&mut *inner.started.lock().unpoisoned())
+            .into_iter()
+            .collect();
         let mut records = Vec::new();
         for level in inner.levels.iter().rev() {
             let mut stops = tokio::task::JoinSet::new();

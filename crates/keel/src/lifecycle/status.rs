@@ -6,68 +6,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
+pub use crate::health::ServiceStatus;
+use crate::sync::Unpoison as _;
 use crate::{Error, Result};
-
-/// Where a service (a [`Runtime`](super::Runtime)) stands.
-///
-/// Legal transitions: `Stopped -> Starting -> Running -> Stopping ->
-/// Stopped`, any state `-> Error`, and `Error -> Starting` (a restart).
-/// Anything else is refused with `ILLEGAL_TRANSITION`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ServiceStatus {
-    /// Not running.
-    Stopped,
-    /// Starting its components.
-    Starting,
-    /// Serving.
-    Running,
-    /// Stopping its components.
-    Stopping,
-    /// Failed; can be started again.
-    Error,
-}
-
-impl ServiceStatus {
-    /// Whether `self -> next` is a legal transition.
-    ///
-    /// ```
-    /// use keel::lifecycle::ServiceStatus::*;
-    /// assert!(Stopped.can_become(Starting));
-    /// assert!(Running.can_become(Error));
-    /// assert!(Error.can_become(Starting));
-    /// assert!(!Stopped.can_become(Running));
-    /// assert!(!Running.can_become(Starting));
-    /// ```
-    pub fn can_become(self, next: ServiceStatus) -> bool {
-        use ServiceStatus::*;
-        matches!(
-            (self, next),
-            (Stopped, Starting)
-                | (Starting, Running)
-                | (Running, Stopping)
-                | (Stopping, Stopped)
-                | (Error, Starting)
-        ) || (next == Error && self != Error)
-    }
-
-    /// `stopped`, `starting`, `running`, `stopping` or `error`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServiceStatus::Stopped => "stopped",
-            ServiceStatus::Starting => "starting",
-            ServiceStatus::Running => "running",
-            ServiceStatus::Stopping => "stopping",
-            ServiceStatus::Error => "error",
-        }
-    }
-}
-
-impl std::fmt::Display for ServiceStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// One change of status.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -133,7 +74,7 @@ impl StatusTracker {
     /// Moves to `to`, or refuses an illegal transition with
     /// `ILLEGAL_TRANSITION` (and changes nothing).
     pub fn transition(&self, to: ServiceStatus, reason: Option<&str>) -> Result<Transition> {
-        let _gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+        let _gate = self.gate.lock().unpoisoned();
         let from = self.get();
         if !from.can_become(to) {
             return Err(Error::rejected(

@@ -20,6 +20,7 @@ use super::store::statement;
 use super::{SinkKind, WireFormat, now_ms};
 use crate::event::{DomainEvent, Event};
 use crate::lifecycle::Component;
+use crate::sync::Unpoison as _;
 use crate::tx::{Tx, TxOptions};
 use crate::{Context, Error, Keel, Result};
 
@@ -695,13 +696,7 @@ impl Component for Consumer {
         }
         self.inner.stop.send_replace(false);
         let task = tokio::spawn(self.clone().run(self.inner.stop.subscribe()));
-        if let Some(old) = self
-            .inner
-            .task
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .replace(task)
-        {
+        if let Some(old) = self.inner.task.lock().unpoisoned().replace(task) {
             old.abort();
         }
         Ok(())
@@ -710,12 +705,7 @@ impl Component for Consumer {
     /// Stops after the message in hand is handled and acknowledged.
     async fn stop(&self) -> Result<()> {
         self.inner.stop.send_replace(true);
-        let task = self
-            .inner
-            .task
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let task = self.inner.task.lock().unpoisoned().take();
         if let Some(task) = task {
             let _ = task.await;
         }

@@ -32,18 +32,18 @@ mod store;
 use std::time::Duration;
 
 pub use consumer::{Consumer, ConsumerStats, Handled};
-pub use relay::{OutboxCheck, OutboxStats, Relay, RelayConfig, RelayStats};
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub use nats_sink::NatsSink;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis_sink::RedisSink;
+pub use relay::{OutboxCheck, OutboxStats, Relay, RelayConfig, RelayStats};
 pub use sink::{Sink, SinkError, SinkFuture, WireFormat};
 
 pub(crate) use store::{create_tables, insert};
 
-use crate::config::env_parse;
+use crate::env::parse as env_parse;
 use crate::{Error, Result};
 
 /// Where committed events go.

@@ -17,6 +17,7 @@ use super::{WireFormat, now_ms};
 use crate::event::Event;
 use crate::health::{CheckPolicy, HealthCheck, HealthCoordinator, Observation};
 use crate::lifecycle::Component;
+use crate::sync::Unpoison as _;
 use crate::{Error, Keel, Result};
 
 /// How the relay works.
@@ -721,7 +722,7 @@ impl Component for Relay {
 
     async fn start(&self) -> Result<()> {
         self.inner.stop.send_replace(false);
-        let mut tasks = self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tasks = self.inner.tasks.lock().unpoisoned();
         tasks.push(tokio::spawn(self.clone().run(self.inner.stop.subscribe())));
         #[cfg(feature = "postgres")]
         if self.inner.keel.backend() == DbBackend::Postgres {
@@ -736,8 +737,7 @@ impl Component for Relay {
     /// Stops after the batch in hand is published and marked.
     async fn stop(&self) -> Result<()> {
         self.inner.stop.send_replace(true);
-        let tasks: Vec<_> =
-            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        let tasks: Vec<_> = std::mem::take(&mut *self.inner.tasks.lock().unpoisoned());
         for task in tasks {
             let _ = task.await;
         }

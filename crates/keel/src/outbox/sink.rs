@@ -100,14 +100,21 @@ pub(crate) fn from_config(
             url,
             prefix,
             max_len,
-        } => Some(Arc::new(super::RedisSink::new(url, prefix.clone(), *max_len)?)),
+        } => Some(Arc::new(super::RedisSink::new(
+            url,
+            prefix.clone(),
+            *max_len,
+        )?)),
         // `KeelConfig::check` refuses a sink this build has no feature for.
         #[allow(unreachable_patterns, reason = "every sink has its feature")]
         other => {
             let _ = service;
             return Err(crate::Error::invalid_argument(
                 "configuration",
-                format!("the {} event sink needs a cargo feature of keel this build does not have", other.name()),
+                format!(
+                    "the {} event sink needs a cargo feature of keel this build does not have",
+                    other.name()
+                ),
             ));
         }
     })

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::health::{HealthCheck, Observation};
+use crate::sync::Unpoison as _;
 use crate::{Error, Result};
 
 /// Where a breaker stands.
@@ -256,7 +257,7 @@ impl CircuitBreaker {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock().unpoisoned()
     }
 
     /// Open -> half-open once the wait is over.

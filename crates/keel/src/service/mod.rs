@@ -340,9 +340,7 @@ impl<E: Resource> BaseService<E> {
 
     /// `ctx`'s tenant, which every request to a tenant-scoped resource needs.
     pub(super) fn tenant_of<'c>(&self, ctx: &'c Context) -> Result<&'c str> {
-        ctx.tenant().ok_or_else(|| Error::PermissionDenied {
-            message: format!("{} requires a tenant", E::PLURAL),
-        })
+        ctx.require_tenant(E::PLURAL)
     }
 
     /// The row with key `id`: exact for text keys on every database.

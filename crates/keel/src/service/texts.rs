@@ -12,6 +12,8 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use sea_orm::DbBackend;
 
+use crate::sync::Unpoison as _;
+
 /// Texts by key; `None` is kept too (a shape that has no such statement).
 pub(super) struct Texts<K>(OnceLock<RwLock<HashMap<K, Option<Arc<str>>>>>);
 
@@ -28,13 +30,13 @@ impl<K: Hash + Eq> Texts<K> {
         build: impl FnOnce() -> Option<String>,
     ) -> Option<Arc<str>> {
         let texts = self.0.get_or_init(Default::default);
-        if let Some(text) = texts.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(text) = texts.read().unpoisoned().get(&key) {
             return text.clone();
         }
         let text: Option<Arc<str>> = build().map(Into::into);
         texts
             .write()
-            .unwrap_or_else(|e| e.into_inner())
+            .unpoisoned()
             .entry(key)
             .or_insert(text)
             .clone()

@@ -51,6 +51,7 @@ pub use options::{Isolation, TxOptions};
 
 use crate::error::{DbFailure, classify};
 use crate::event::{DomainEvent, Event};
+use crate::sync::Unpoison as _;
 use crate::{BaseService, Context, Error, Keel, Resource, Result};
 
 type AfterCommit =
@@ -247,7 +248,7 @@ impl Tx {
         match result {
             Ok(value) => match node.conn.commit().await {
                 Ok(()) => {
-                    let effects = node.effects.into_inner().unwrap_or_else(|e| e.into_inner());
+                    let effects = node.effects.into_inner().unpoisoned();
                     lock(&self.node.effects).extend(effects);
                     Ok(value)
                 }
@@ -282,7 +283,7 @@ impl Tx {
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock().unpoisoned()
 }
 
 /// Runs `f` in a transaction of its own, again while it fails with
@@ -392,12 +393,7 @@ where
         return Err(X::from(Error::DeadlineExceeded));
     };
     let node = tx.into_node()?;
-    let doomed = node
-        .root
-        .doomed
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take();
+    let doomed = node.root.doomed.lock().unpoisoned().take();
     let result = match (result, doomed) {
         (Ok(_), Some(why)) => Err(X::from(Error::aborted(why))),
         (result, _) => result,

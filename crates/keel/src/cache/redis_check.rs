@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{HealthCheck, Observation};
+use crate::health::{HealthCheck, Observation};
 use crate::resilience::CircuitBreaker;
 
 /// Redis: a `PING`, its latency observed, through the Redis circuit breaker
