@@ -49,7 +49,7 @@ pub(crate) fn incoming_or_new_id(request: &Request) -> Arc<str> {
 
 /// Middleware: takes the incoming `X-Request-Id` (up to 128 visible ASCII
 /// characters) or makes one (a UUID v7), puts it in the request's
-/// extensions, and echoes it on the response. [`RequestIdLayer`] does the
+/// extensions, and echoes it on the response. [`RequestIdLayer`](crate::RequestIdLayer) does the
 /// same as a tower layer, without the clone and box of the inner service
 /// that `axum::middleware::from_fn` makes for every request.
 pub async fn request_id(mut request: Request, next: Next) -> Response {
@@ -81,7 +81,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     }
 }
 
-/// When the request must be answered by: [`serve`] puts it in every
+/// When the request must be answered by: [`serve`](crate::serve) puts it in every
 /// request's extensions (now plus the request timeout), and [`Ctx`] makes it
 /// the context's deadline, so that Keel gives up on a call the client will
 /// no longer wait for (`DEADLINE_EXCEEDED`) instead of holding a connection.

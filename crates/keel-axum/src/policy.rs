@@ -94,7 +94,7 @@ pub fn writes_need_identity(access: &Access<'_>) -> Result<(), ApiError> {
 }
 
 /// A reveal policy: callers with an [`Identity`] see private fields,
-/// anonymous callers do not (see [`Routes::reveal_private`]).
+/// anonymous callers do not (see [`Routes::reveal_private`](crate::Routes::reveal_private)).
 pub fn reveal_to_identified(access: &Access<'_>) -> bool {
     access.identity.is_some()
 }

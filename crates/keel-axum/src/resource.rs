@@ -89,7 +89,7 @@ where
     ///
     /// The default reveals them to no one, so a field marked private is
     /// never served until the application says to whom;
-    /// [`reveal_to_identified`] reveals them to every caller with an
+    /// [`reveal_to_identified`](crate::reveal_to_identified) reveals them to every caller with an
     /// [`Identity`]. A resource without private fields is not affected.
     #[must_use]
     pub fn reveal_private(
