@@ -38,8 +38,8 @@ use std::sync::{LazyLock, RwLock};
 #[cfg(feature = "prometheus")]
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-#[cfg(feature = "prometheus")]
 use crate::sync::Unpoison as _;
+#[cfg(feature = "prometheus")]
 use crate::{Error, Result};
 
 /// Histogram buckets, in seconds: 100 µs to 10 s.
