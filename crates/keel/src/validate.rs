@@ -2,8 +2,10 @@
 //!
 //! `#[derive(Service)]` turns `#[service(validate(...))]` attributes into
 //! calls to these functions; each failed rule adds a [`FieldError`] with the
-//! field's JSON pointer and a stable code. They are public so hand-written
-//! `Resource` impls can use the same rules and codes.
+//! field's JSON pointer and a stable code. Not public API: generated code
+//! reaches them through `keel::__private::validate`. A hand-written
+//! `Resource` reports its own rules the same way, with
+//! [`ValidationErrors::add`].
 //!
 //! | rule | code |
 //! |---|---|
@@ -16,7 +18,8 @@
 //! | [`text`] | `CONTROL_CHARACTER` (every text field, without an attribute) |
 //!
 //! ```
-//! use keel::{ValidationErrors, validate};
+//! use keel::ValidationErrors;
+//! use keel::__private::validate;
 //! let mut errors = ValidationErrors::new();
 //! validate::length(&mut errors, "/sku", "", Some(1), Some(64));
 //! validate::range(&mut errors, "/price_cents", -5_i64, Some(0), None);
@@ -43,7 +46,8 @@ pub fn is_forbidden_control(c: char) -> bool {
 /// `LIKE`), and the others are never meant as data.
 ///
 /// ```
-/// use keel::{ValidationErrors, validate};
+/// use keel::ValidationErrors;
+/// use keel::__private::validate;
 /// let mut errors = ValidationErrors::new();
 /// validate::text(&mut errors, "/name", "two\nlines\tare fine");
 /// validate::text(&mut errors, "/note", "a\u{0}b");
