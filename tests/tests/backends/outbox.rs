@@ -470,6 +470,9 @@ async fn jetstream_gets_each_event_with_its_id_and_consumers_act_once(env: Env) 
         .unwrap();
     }
     wait_for!("three shipments", side_effects(&keel).await.len() == 3);
+    // The handler's transaction commits before the consumer acknowledges
+    // the message and counts it: wait for the count too.
+    wait_for!("three handled", consumer.stats().handled == 3);
     assert_eq!(
         side_effects(&keel).await,
         [
