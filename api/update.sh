@@ -10,9 +10,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
-for crate in keel keel-axum; do
-  RUSTC_BOOTSTRAP=1 cargo rustdoc --quiet -p "$crate" --all-features --lib -- \
+# package:library (the core is the package keel-rs, its library keel).
+for crate in keel-rs:keel keel-axum:keel_axum; do
+  package=${crate%%:*} lib=${crate##*:}
+  RUSTC_BOOTSTRAP=1 cargo rustdoc --quiet -p "$package" --all-features --lib -- \
     -Z unstable-options --output-format json
-  python3 api/surface.py "$target/doc/${crate//-/_}.json" > "api/$crate.txt"
-  echo "api/$crate.txt: $(wc -l < "api/$crate.txt") items"
+  python3 api/surface.py "$target/doc/$lib.json" > "api/$package.txt"
+  echo "api/$package.txt: $(wc -l < "api/$package.txt") items"
 done

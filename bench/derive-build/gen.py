@@ -60,7 +60,7 @@ for kind in ("plain", "derived"):
         'serde = { version = "1", features = ["derive"] }',
     ]
     if kind == "derived":
-        deps.append(f'keel = {{ path = "{keel}" }}')
+        deps.append(f'keel-rs = {{ path = "{keel}" }}')
     (root / "Cargo.toml").write_text(
         f'[package]\nname = "build-{kind}"\nversion = "0.0.0"\nedition = "2024"\npublish = false\n\n'
         "[workspace]\n\n[dependencies]\n" + "\n".join(deps) + "\n"

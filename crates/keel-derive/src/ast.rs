@@ -112,6 +112,8 @@ pub(crate) struct EntityModel<'a> {
     pub(crate) service: StructAttrs,
     pub(crate) sea: SeaAttrs,
     pub(crate) fields: Vec<FieldModel<'a>>,
+    /// The path generated code reaches keel by (see [`crate::krate`]).
+    pub(crate) krate: proc_macro2::TokenStream,
 }
 
 impl<'a> EntityModel<'a> {
@@ -160,12 +162,15 @@ impl<'a> EntityModel<'a> {
                 }
             })
             .collect();
+        let service = StructAttrs::parse(errors, &input.attrs);
+        let krate = crate::krate::path(service.krate.as_ref());
         Some(EntityModel {
             ident: &input.ident,
             vis: &input.vis,
-            service: StructAttrs::parse(errors, &input.attrs),
+            service,
             sea: SeaAttrs::parse(errors, &input.attrs),
             fields,
+            krate,
         })
     }
 

@@ -20,7 +20,7 @@ impl<T> Spanned<T> {
     }
 }
 
-const STRUCT_KEYS: &[&str] = &["name", "plural", "soft_delete", "cache", "events"];
+const STRUCT_KEYS: &[&str] = &["name", "plural", "soft_delete", "cache", "events", "crate"];
 const FIELD_KEYS: &[&str] = &[
     "filter",
     "sort",
@@ -47,6 +47,8 @@ pub(crate) struct StructAttrs {
     pub(crate) soft_delete: Option<Spanned<String>>,
     pub(crate) events: Option<Spanned<String>>,
     pub(crate) cache: Option<CacheAttrs>,
+    /// `crate = "path"`: where generated code finds keel.
+    pub(crate) krate: Option<Path>,
 }
 
 /// `cache` or `cache(ttl = "5m", jitter = 10, l1 = false, l1_ttl = "2s", negative = true)`.
@@ -249,6 +251,7 @@ impl StructAttrs {
                 "soft_delete" => out.soft_delete = Some(lit_str(meta)?),
                 "events" => out.events = Some(lit_str(meta)?),
                 "cache" => out.cache = Some(CacheAttrs::parse(errors, meta)?),
+                "crate" => out.krate = Some(meta.value()?.parse::<LitStr>()?.parse::<Path>()?),
                 _ => unknown(errors, meta, "service attribute", STRUCT_KEYS),
             }
             Ok(())

@@ -25,6 +25,7 @@ fn some_column(field: Option<&FieldModel<'_>>) -> TokenStream {
 
 /// `#[derive(Service)]`.
 pub(crate) fn service(plan: &Plan<'_>) -> TokenStream {
+    let k = &plan.model.krate;
     let vis = plan.model.vis;
     let name = &plan.name;
     let plural = &plan.plural;
@@ -53,7 +54,7 @@ pub(crate) fn service(plan: &Plan<'_>) -> TokenStream {
     );
     let deleted_at = some_column(plan.soft_delete);
 
-    let fields = plan.columns.iter().map(field_entry);
+    let fields = plan.columns.iter().map(|c| field_entry(k, c));
     let choice_fns = plan
         .columns
         .iter()
@@ -62,13 +63,13 @@ pub(crate) fn service(plan: &Plan<'_>) -> TokenStream {
             let f = choices_fn(c.field);
             let inner = c.field.value;
             quote! {
-                fn #f() -> &'static [::keel::__private::Choice] {
-                    static CHOICES: ::std::sync::OnceLock<::std::vec::Vec<::keel::__private::Choice>> =
+                fn #f() -> &'static [#k::__private::Choice] {
+                    static CHOICES: ::std::sync::OnceLock<::std::vec::Vec<#k::__private::Choice>> =
                         ::std::sync::OnceLock::new();
                     CHOICES.get_or_init(|| {
                         #[allow(unused_imports)]
-                        use ::keel::__private::{EnumChoices as _, NoChoices as _};
-                        (&&::keel::__private::Probe::<#inner>::new()).choices()
+                        use #k::__private::{EnumChoices as _, NoChoices as _};
+                        (&&#k::__private::Probe::<#inner>::new()).choices()
                     })
                 }
             }
@@ -107,7 +108,7 @@ pub(crate) fn service(plan: &Plan<'_>) -> TokenStream {
         let l1 = c.l1.unwrap_or(true);
         let negative = c.negative.unwrap_or(false);
         quote! {
-            const CACHE: ::keel::__private::CachePolicy = ::keel::__private::CachePolicy {
+            const CACHE: #k::__private::CachePolicy = #k::__private::CachePolicy {
                 enabled: true,
                 ttl: ::core::time::Duration::from_millis(#ttl),
                 jitter: #jitter,
@@ -140,19 +141,19 @@ pub(crate) fn service(plan: &Plan<'_>) -> TokenStream {
             }
         }
     });
-    let validate_create = validation(&create, false).map(|body| {
+    let validate_create = validation(k, &create, false).map(|body| {
         quote! {
-            fn validate_create(input: &#new_ty) -> ::core::result::Result<(), ::keel::__private::ValidationErrors> {
-                let mut errors = ::keel::__private::ValidationErrors::new();
+            fn validate_create(input: &#new_ty) -> ::core::result::Result<(), #k::__private::ValidationErrors> {
+                let mut errors = #k::__private::ValidationErrors::new();
                 #body
                 errors.into_result()
             }
         }
     });
-    let validate_patch = validation(&patch, true).map(|body| {
+    let validate_patch = validation(k, &patch, true).map(|body| {
         quote! {
-            fn validate_patch(patch: &#patch_ty) -> ::core::result::Result<(), ::keel::__private::ValidationErrors> {
-                let mut errors = ::keel::__private::ValidationErrors::new();
+            fn validate_patch(patch: &#patch_ty) -> ::core::result::Result<(), #k::__private::ValidationErrors> {
+                let mut errors = #k::__private::ValidationErrors::new();
                 let input = patch;
                 #body
                 errors.into_result()
@@ -165,19 +166,21 @@ pub(crate) fn service(plan: &Plan<'_>) -> TokenStream {
     let builders = patch.iter().map(|c| {
         let ident = c.field.ident;
         let inner = c.field.inner;
-        let doc = format!("Sets `{}`.", c.field.name());
+        // Both forms take the value's own type: a `Redacted<T>` field
+        // takes the `T` (wrapped here), as its rules and filters see it.
+        let value = c.field.value;
         if c.field.optional {
+            let doc = format!("Sets `{}`; `None` clears it.", c.field.name());
             quote! {
                 #[doc = #doc]
                 #[must_use]
-                pub fn #ident(mut self, value: ::core::option::Option<#inner>) -> Self {
-                    self.#ident = ::core::option::Option::Some(value);
+                pub fn #ident(mut self, value: ::core::option::Option<#value>) -> Self {
+                    self.#ident = ::core::option::Option::Some(value.map(::core::convert::Into::<#inner>::into));
                     self
                 }
             }
         } else {
-            // `Redacted<T>` fields take what converts into `T`.
-            let value = c.field.value;
+            let doc = format!("Sets `{}`.", c.field.name());
             quote! {
                 #[doc = #doc]
                 #[must_use]
@@ -212,20 +215,20 @@ pub(crate) fn service(plan: &Plan<'_>) -> TokenStream {
         }
 
         #[doc = #service_doc]
-        #vis type #service_ty = ::keel::__private::BaseService<Entity>;
+        #vis type #service_ty = #k::__private::BaseService<Entity>;
 
         const _: () = {
             #(#choice_fns)*
 
             #[automatically_derived]
-            impl ::keel::__private::Resource for Entity {
+            impl #k::__private::Resource for Entity {
                 type Key = #key_ty;
                 type Create = #new_ty;
                 type Patch = #patch_ty;
 
                 const NAME: &'static str = #name;
                 const PLURAL: &'static str = #plural;
-                const COLUMNS: ::keel::__private::Columns<Self> = ::keel::__private::Columns {
+                const COLUMNS: #k::__private::Columns<Self> = #k::__private::Columns {
                     version: #version,
                     created_at: #created_at,
                     updated_at: #updated_at,
@@ -234,42 +237,42 @@ pub(crate) fn service(plan: &Plan<'_>) -> TokenStream {
                     deleted_at: #deleted_at,
                     tenant: #tenant,
                 };
-                const FIELDS: &'static [::keel::__private::Field<Self>] = &[#(#fields),*];
-                const SCHEMA: &'static [::keel::__private::FieldSchema] = {
+                const FIELDS: &'static [#k::__private::Field<Self>] = &[#(#fields),*];
+                const SCHEMA: &'static [#k::__private::FieldSchema] = {
                     use ::core::option::Option::{None, Some};
-                    use ::keel::__private::{FieldSchema, SchemaType};
+                    use #k::__private::{FieldSchema, SchemaType};
                     &[#(#schema),*]
                 };
                 #audit_consts
                 #private_const
                 #cache
 
-                fn event_type(action: ::keel::__private::WriteAction) -> ::std::borrow::Cow<'static, str> {
+                fn event_type(action: #k::__private::WriteAction) -> ::std::borrow::Cow<'static, str> {
                     ::std::borrow::Cow::Borrowed(match action {
-                        ::keel::__private::WriteAction::Created => #created_event,
-                        ::keel::__private::WriteAction::Updated => #updated_event,
-                        ::keel::__private::WriteAction::Deleted => #deleted_event,
-                        ::keel::__private::WriteAction::Restored => #restored_event,
+                        #k::__private::WriteAction::Created => #created_event,
+                        #k::__private::WriteAction::Updated => #updated_event,
+                        #k::__private::WriteAction::Deleted => #deleted_event,
+                        #k::__private::WriteAction::Restored => #restored_event,
                     })
                 }
 
                 #[allow(unused_variables)]
                 fn create_model(input: #new_ty) -> ActiveModel {
                     ActiveModel {
-                        #(#create_idents: ::keel::__private::Set(input.#create_idents),)*
+                        #(#create_idents: #k::__private::Set(input.#create_idents),)*
                         #rest
                     }
                 }
 
                 fn row_of(model: ActiveModel) -> ::core::option::Option<Model> {
-                    ::keel::__private::TryIntoModel::try_into_model(model).ok()
+                    #k::__private::TryIntoModel::try_into_model(model).ok()
                 }
 
                 #[allow(unused_variables)]
                 fn apply_patch(patch: #patch_ty, model: &mut ActiveModel) {
                     #(
                         if let ::core::option::Option::Some(value) = patch.#patch_idents {
-                            model.#patch_idents = ::keel::__private::Set(value);
+                            model.#patch_idents = #k::__private::Set(value);
                         }
                     )*
                 }
@@ -282,10 +285,10 @@ pub(crate) fn service(plan: &Plan<'_>) -> TokenStream {
     }
 }
 
-fn field_entry(column: &Column<'_>) -> TokenStream {
+fn field_entry(k: &TokenStream, column: &Column<'_>) -> TokenStream {
     let name = column.field.name();
     let variant = column_variant(column.field);
-    let mut entry = quote!(::keel::__private::Field::new(#name, Column::#variant));
+    let mut entry = quote!(#k::__private::Field::new(#name, Column::#variant));
     if !column.ops.is_empty() {
         let ops = column.ops.iter().map(|op| {
             let c = Ident::new(
@@ -301,9 +304,9 @@ fn field_entry(column: &Column<'_>) -> TokenStream {
                 },
                 Span::call_site(),
             );
-            quote!(.with(::keel::__private::Ops::#c))
+            quote!(.with(#k::__private::Ops::#c))
         });
-        entry = quote!(#entry.filter(::keel::__private::Ops::NONE #(#ops)*));
+        entry = quote!(#entry.filter(#k::__private::Ops::NONE #(#ops)*));
     }
     if column.sortable {
         entry = quote!(#entry.sortable());
@@ -431,6 +434,7 @@ fn input_struct(
     columns: &[&Column<'_>],
     expected_version: bool,
 ) -> TokenStream {
+    let k = &plan.model.krate;
     let vis = plan.model.vis;
     let patch = ty.to_string().ends_with("Patch");
     let doc = if patch {
@@ -452,7 +456,7 @@ fn input_struct(
         // Integers take integral numbers written as floats (`1177.0`); a
         // patch of a column that cannot be NULL refuses `null`.
         let int = c.field.kind == TypeKind::Int;
-        let with = |helper: &str| format!("::keel::__private::input::{helper}");
+        let with = |helper: &str| format!("{k}::__private::input::{helper}");
         match (patch, c.field.optional) {
             (false, false) if int => {
                 let with = with("integer");
@@ -490,14 +494,15 @@ fn input_struct(
         }
     });
     let default = patch.then(|| quote!(::core::default::Default,));
-    let debug = debug_impl(ty, columns, expected_version);
+    let debug = debug_impl(k, ty, columns, expected_version);
+    let serde_path = format!("{k}::__private::serde");
     // serde's derive, as inherent functions (`remote = "Self"`), behind
     // trait impls that take only an object: the derive alone also reads a
     // struct from an array of its fields in order (`[]` an empty patch).
     quote! {
         #[doc = #doc]
-        #[derive(::core::clone::Clone, #default ::keel::__private::serde::Deserialize, ::keel::__private::serde::Serialize)]
-        #[serde(crate = "::keel::__private::serde", deny_unknown_fields, remote = "Self")]
+        #[derive(::core::clone::Clone, #default #k::__private::serde::Deserialize, #k::__private::serde::Serialize)]
+        #[serde(crate = #serde_path, deny_unknown_fields, remote = "Self")]
         #vis struct #ty {
             #(#fields,)*
             #version_field
@@ -505,20 +510,20 @@ fn input_struct(
         #debug
         const _: () = {
             #[automatically_derived]
-            impl<'de> ::keel::__private::input::Fields<'de> for #ty {
-                fn from_fields<D: ::keel::__private::serde::Deserializer<'de>>(deserializer: D) -> ::core::result::Result<Self, D::Error> {
+            impl<'de> #k::__private::input::Fields<'de> for #ty {
+                fn from_fields<D: #k::__private::serde::Deserializer<'de>>(deserializer: D) -> ::core::result::Result<Self, D::Error> {
                     #ty::deserialize(deserializer)
                 }
             }
             #[automatically_derived]
-            impl<'de> ::keel::__private::serde::Deserialize<'de> for #ty {
-                fn deserialize<D: ::keel::__private::serde::Deserializer<'de>>(deserializer: D) -> ::core::result::Result<Self, D::Error> {
-                    ::keel::__private::input::object(deserializer)
+            impl<'de> #k::__private::serde::Deserialize<'de> for #ty {
+                fn deserialize<D: #k::__private::serde::Deserializer<'de>>(deserializer: D) -> ::core::result::Result<Self, D::Error> {
+                    #k::__private::input::object(deserializer)
                 }
             }
             #[automatically_derived]
-            impl ::keel::__private::serde::Serialize for #ty {
-                fn serialize<S: ::keel::__private::serde::Serializer>(&self, serializer: S) -> ::core::result::Result<S::Ok, S::Error> {
+            impl #k::__private::serde::Serialize for #ty {
+                fn serialize<S: #k::__private::serde::Serializer>(&self, serializer: S) -> ::core::result::Result<S::Ok, S::Error> {
                     #ty::serialize(self, serializer)
                 }
             }
@@ -527,13 +532,18 @@ fn input_struct(
 }
 
 /// `Debug` that prints `[redacted]` for `#[audit(redact)]` fields.
-fn debug_impl(ty: &Ident, columns: &[&Column<'_>], expected_version: bool) -> TokenStream {
+fn debug_impl(
+    k: &TokenStream,
+    ty: &Ident,
+    columns: &[&Column<'_>],
+    expected_version: bool,
+) -> TokenStream {
     let name = ty.to_string();
     let entries = columns.iter().map(|c| {
         let ident = c.field.ident;
         let label = c.field.name();
         if c.field.is_redacted() {
-            quote!(.field(#label, &::keel::__private::audit::REDACTED))
+            quote!(.field(#label, &#k::__private::audit::REDACTED))
         } else {
             quote!(.field(#label, &self.#ident))
         }
@@ -551,7 +561,7 @@ fn debug_impl(ty: &Ident, columns: &[&Column<'_>], expected_version: bool) -> To
 }
 
 /// The body of `validate_create` / `validate_patch`, or `None` when no field has a rule.
-fn validation(columns: &[&Column<'_>], patch: bool) -> Option<TokenStream> {
+fn validation(k: &TokenStream, columns: &[&Column<'_>], patch: bool) -> Option<TokenStream> {
     let checks: Vec<TokenStream> = columns
         .iter()
         .filter(|c| !c.rules.is_empty() || c.field.kind == TypeKind::Text)
@@ -561,11 +571,11 @@ fn validation(columns: &[&Column<'_>], patch: bool) -> Option<TokenStream> {
             let inner = c.field.value;
             // Every text field: no control characters (no attribute needed).
             let text = (c.field.kind == TypeKind::Text)
-                .then(|| quote!(::keel::__private::validate::text(&mut errors, #pointer, value);));
+                .then(|| quote!(#k::__private::validate::text(&mut errors, #pointer, value);));
             let rules = c.rules.iter().map(|rule| match &rule.value {
                 Rule::Length { min, max } => {
                     let (min, max) = (opt_u64(*min), opt_u64(*max));
-                    quote!(::keel::__private::validate::length(&mut errors, #pointer, value, #min, #max);)
+                    quote!(#k::__private::validate::length(&mut errors, #pointer, value, #min, #max);)
                 }
                 Rule::Range { min, max } => {
                     let bound = |b: &Option<syn::Lit>| match b {
@@ -573,19 +583,19 @@ fn validation(columns: &[&Column<'_>], patch: bool) -> Option<TokenStream> {
                         None => quote!(::core::option::Option::None),
                     };
                     let (min, max) = (bound(min), bound(max));
-                    quote!(::keel::__private::validate::range(&mut errors, #pointer, *value, #min, #max);)
+                    quote!(#k::__private::validate::range(&mut errors, #pointer, *value, #min, #max);)
                 }
-                Rule::Email => quote!(::keel::__private::validate::email(&mut errors, #pointer, value);),
-                Rule::Url => quote!(::keel::__private::validate::url(&mut errors, #pointer, value);),
+                Rule::Email => quote!(#k::__private::validate::email(&mut errors, #pointer, value);),
+                Rule::Url => quote!(#k::__private::validate::url(&mut errors, #pointer, value);),
                 Rule::Regex(pattern) => quote! {{
-                    static PATTERN: ::std::sync::LazyLock<::keel::__private::regex::Regex> =
+                    static PATTERN: ::std::sync::LazyLock<#k::__private::regex::Regex> =
                         ::std::sync::LazyLock::new(|| {
-                            ::keel::__private::regex::Regex::new(#pattern)
+                            #k::__private::regex::Regex::new(#pattern)
                                 .expect("the pattern was checked when the derive expanded")
                         });
-                    ::keel::__private::validate::pattern(&mut errors, #pointer, value, &PATTERN);
+                    #k::__private::validate::pattern(&mut errors, #pointer, value, &PATTERN);
                 }},
-                Rule::Custom(path) => quote!(::keel::__private::validate::custom(&mut errors, #pointer, #path(value));),
+                Rule::Custom(path) => quote!(#k::__private::validate::custom(&mut errors, #pointer, #path(value));),
             });
             let binding = match (patch, c.field.optional) {
                 (false, false) => quote!(let ::core::option::Option::Some(value) = ::core::option::Option::Some(&input.#ident)),
@@ -593,7 +603,7 @@ fn validation(columns: &[&Column<'_>], patch: bool) -> Option<TokenStream> {
                 (true, true) => quote!(let ::core::option::Option::Some(::core::option::Option::Some(value)) = &input.#ident),
             };
             // A `Redacted<T>` field's rules check the `T` inside.
-            let unwrap = c.field.redacted_type.then(|| quote!(let value = ::keel::__private::Redacted::get(value);));
+            let unwrap = c.field.redacted_type.then(|| quote!(let value = #k::__private::Redacted::get(value);));
             quote! {
                 if #binding {
                     #unwrap
@@ -615,6 +625,7 @@ fn opt_u64(v: Option<u64>) -> TokenStream {
 
 /// `#[derive(Audit)]`.
 pub(crate) fn audit(model: &EntityModel<'_>) -> TokenStream {
+    let k = &model.krate;
     let ident = model.ident;
     let recorded: Vec<&FieldModel<'_>> = model
         .fields
@@ -630,36 +641,36 @@ pub(crate) fn audit(model: &EntityModel<'_>) -> TokenStream {
         let field = f.ident;
         let name = f.name();
         if f.is_redacted() {
-            quote!(::keel::__private::audit::redacted(&mut changes, #name, &old.#field, &new.#field);)
+            quote!(#k::__private::audit::redacted(&mut changes, #name, &old.#field, &new.#field);)
         } else {
-            quote!(::keel::__private::audit::field(&mut changes, #name, &old.#field, &new.#field);)
+            quote!(#k::__private::audit::field(&mut changes, #name, &old.#field, &new.#field);)
         }
     });
     let puts = recorded.iter().map(|f| {
         let field = f.ident;
         let name = f.name();
         if f.is_redacted() {
-            quote!(::keel::__private::audit::put_redacted(&mut map, #name);)
+            quote!(#k::__private::audit::put_redacted(&mut map, #name);)
         } else {
-            quote!(::keel::__private::audit::put(&mut map, #name, &self.#field);)
+            quote!(#k::__private::audit::put(&mut map, #name, &self.#field);)
         }
     });
     quote! {
         const _: () = {
             #[automatically_derived]
-            impl ::keel::__private::Audit for #ident {
+            impl #k::__private::Audit for #ident {
                 const REDACTED_FIELDS: &'static [&'static str] = &[#(#redacted),*];
 
-                fn diff(old: &Self, new: &Self) -> ::std::vec::Vec<::keel::__private::Change> {
+                fn diff(old: &Self, new: &Self) -> ::std::vec::Vec<#k::__private::Change> {
                     let mut changes = ::std::vec::Vec::new();
                     #(#diffs)*
                     changes
                 }
 
-                fn snapshot(&self) -> ::keel::__private::serde_json::Value {
-                    let mut map = ::keel::__private::serde_json::Map::new();
+                fn snapshot(&self) -> #k::__private::serde_json::Value {
+                    let mut map = #k::__private::serde_json::Map::new();
                     #(#puts)*
-                    ::keel::__private::serde_json::Value::Object(map)
+                    #k::__private::serde_json::Value::Object(map)
                 }
             }
         };

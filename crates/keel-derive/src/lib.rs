@@ -1,6 +1,9 @@
-//! Derive macros of [Keel](https://docs.rs/keel). Use them through the
-//! `keel` crate (`#[derive(keel::Service, keel::Audit)]`), which re-exports
-//! them; the generated code names only `::keel::...` paths.
+//! Derive macros of [Keel](https://docs.rs/keel-rs). Use them through the
+//! `keel` library (package `keel-rs`: `#[derive(keel::Service, keel::Audit)]`),
+//! which re-exports them. The generated code names only paths under keel's
+//! hidden `__private` module, reached as the crate being compiled knows
+//! keel: `#[service(crate = "...")]`, else the name its `Cargo.toml` gives
+//! the `keel-rs` dependency, else `::keel` (see `krate`).
 //!
 //! Each derive runs the same pipeline: `attr` parses the attributes into
 //! typed values that keep their spans, `ast` builds a borrowed model of the
@@ -11,6 +14,7 @@ mod ast;
 mod attr;
 mod errors;
 mod expand;
+mod krate;
 mod valid;
 
 use proc_macro::TokenStream;

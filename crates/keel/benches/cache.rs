@@ -6,7 +6,7 @@
 //! - miss vs a raw sea-orm `find_by_id` plus a Redis SET.
 //!
 //! ```sh
-//! cargo bench -p keel --bench cache            # Redis at REDIS_URL or 127.0.0.1:6379
+//! cargo bench -p keel-rs --bench cache            # Redis at REDIS_URL or 127.0.0.1:6379
 //! ```
 
 #![allow(missing_docs, unreachable_pub)]

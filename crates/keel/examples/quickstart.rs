@@ -4,7 +4,7 @@
 //! by hand.)
 //!
 //! ```sh
-//! cargo run -p keel --example quickstart
+//! cargo run -p keel-rs --example quickstart
 //! ```
 //!
 //! Set `DATABASE_URL` (`postgres://…`, `mysql://…`) to run the same program

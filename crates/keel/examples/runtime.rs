@@ -1,8 +1,8 @@
 //! The runtime a service stands on: components, health, metrics, logs.
 //!
 //! ```sh
-//! cargo run -p keel --example runtime
-//! REDIS_URL=redis://127.0.0.1:6379 KEEL_LOG_FORMAT=json cargo run -p keel --example runtime
+//! cargo run -p keel-rs --example runtime
+//! REDIS_URL=redis://127.0.0.1:6379 KEEL_LOG_FORMAT=json cargo run -p keel-rs --example runtime
 //! ```
 //!
 //! Starts a runtime (the database pool as a component, plus a component of

@@ -1,7 +1,7 @@
 //! Transactions, hooks and events: a small shop that sells a scarce item.
 //!
 //! ```sh
-//! cargo run -p keel --example transactions
+//! cargo run -p keel-rs --example transactions
 //! ```
 //!
 //! Runs on an in-memory SQLite database; set `DATABASE_URL` (`postgres://…`,

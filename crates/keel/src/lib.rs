@@ -2,6 +2,9 @@
 //!
 //! A generic async CRUD service layer on [sea-orm](https://www.sea-ql.org/SeaORM/) 2.
 //!
+//! The package is `keel-rs` (`cargo add keel-rs`); its library is `keel`,
+//! so code writes `use keel::...`.
+//!
 //! Describe a sea-orm entity as a [`Resource`] and [`Keel::service`] gives you
 //! a [`BaseService`] with `create`, `get`, `find`, `update`, `delete`,
 //! `restore`, `list` and `count`, on SQLite, PostgreSQL and MySQL/MariaDB:
@@ -80,7 +83,7 @@
 //! Redis needs only that database's feature:
 //!
 //! ```toml
-//! keel = { version = "0.1", default-features = false, features = ["sqlite"] }
+//! keel-rs = { version = "0.1", default-features = false, features = ["sqlite"] }
 //! ```
 //!
 //! | feature | enables | default |
