@@ -268,6 +268,7 @@ pub async fn create_tables(keel: &Keel) {
     keel.create_table(invoice::Entity).await.expect("invoices");
     keel.create_table(memo::Entity).await.expect("memos");
     keel.create_table(project::Entity).await.expect("projects");
+    keel.create_table(article::Entity).await.expect("articles");
     keel.db()
         .execute_unprepared(gadget::ddl(keel.backend()))
         .await

@@ -41,6 +41,9 @@ struct Inner {
     query_permits: Arc<tokio::sync::Semaphore>,
     /// The server's exact collation (MySQL), looked up once.
     exact_collation: tokio::sync::OnceCell<Option<&'static str>>,
+    /// Per resource, its sortable text columns too long for the server to
+    /// sort exactly (MySQL), looked up the first time one is sorted by.
+    long_text: crate::schema::LongTextCells,
     /// Woken after each commit that wrote outbox rows: the relays of this
     /// process look at once.
     outbox_wake: Arc<tokio::sync::Notify>,
@@ -130,6 +133,7 @@ impl Keel {
                 schema_checked: std::sync::Mutex::default(),
                 query_permits,
                 exact_collation: tokio::sync::OnceCell::new(),
+                long_text: crate::schema::LongTextCells::default(),
                 outbox_wake: Arc::new(tokio::sync::Notify::new()),
                 outbox_notify: Arc::new(tokio::sync::Notify::new()),
                 outbox_notifier: std::sync::OnceLock::new(),
@@ -272,6 +276,10 @@ impl Keel {
         &self.inner.exact_collation
     }
 
+    pub(crate) fn long_text_cells(&self) -> &crate::schema::LongTextCells {
+        &self.inner.long_text
+    }
+
     pub(crate) fn query_permits(&self) -> Arc<tokio::sync::Semaphore> {
         Arc::clone(&self.inner.query_permits)
     }
@@ -377,9 +385,13 @@ impl Keel {
     /// that is unique or sortable but has a collation that does not compare
     /// exactly (the server default `utf8mb4_general_ci` ignores case and
     /// accents; every `PAD SPACE` collation, `utf8mb4_bin` included,
-    /// ignores trailing spaces), or a server-owned timestamp without
-    /// microseconds. Keys, tenants and `=` / `!=` / `IN` compare exactly
-    /// whatever the collation.
+    /// ignores trailing spaces), a sortable text column that can hold
+    /// longer values than the server compares when it sorts (16,383
+    /// `utf8mb4` characters on connections Keel opens; `TEXT` can hold
+    /// 65,535: `order_by` on such a field is refused with
+    /// `INVALID_ARGUMENT`, since keyset pages over it could skip or repeat
+    /// rows), or a server-owned timestamp without microseconds. Keys,
+    /// tenants and `=` / `!=` / `IN` compare exactly whatever the collation.
     ///
     /// The first service of each resource made on MySQL runs this check in
     /// the background and logs what it finds as warnings.
@@ -516,21 +528,19 @@ fn connect_options(config: &KeelConfig) -> ConnectOptions {
     if let Some(idle) = idle {
         options.idle_timeout(idle);
     }
-    if let Some(timeout) = statement_timeout {
-        #[allow(
-            unused_variables,
-            reason = "unused in a build without PostgreSQL or MySQL"
-        )]
-        let ms = timeout.as_millis().max(1);
-        #[cfg(feature = "postgres")]
+    #[allow(
+        unused_variables,
+        reason = "unused in a build without PostgreSQL or MySQL"
+    )]
+    let timeout_ms = statement_timeout.map(|timeout| timeout.as_millis().max(1));
+    #[cfg(feature = "postgres")]
+    if let Some(ms) = timeout_ms {
         options.map_sqlx_postgres_opts(move |o| o.options([("statement_timeout", ms.to_string())]));
-        #[cfg(feature = "mysql")]
-        options.map_sqlx_mysql_pool_opts(move |pool| {
-            pool.after_connect(move |conn, _| {
-                Box::pin(async move { mysql_statement_timeout(conn, ms).await })
-            })
-        });
     }
+    #[cfg(feature = "mysql")]
+    options.map_sqlx_mysql_pool_opts(move |pool| {
+        pool.after_connect(move |conn, _| Box::pin(mysql_session(conn, timeout_ms)))
+    });
     if in_memory {
         options.max_lifetime(None::<Duration>);
     }
@@ -538,14 +548,26 @@ fn connect_options(config: &KeelConfig) -> ConnectOptions {
 }
 
 #[cfg(feature = "mysql")]
-/// The session's statement timeout on MySQL / MariaDB: MariaDB's
-/// `max_statement_time` (seconds, every statement), else MySQL's
+/// Each new MySQL / MariaDB connection: the sort key length text is sorted
+/// by (see [`crate::schema::MAX_SORT_LENGTH`]), and the statement timeout:
+/// MariaDB's `max_statement_time` (seconds, every statement), else MySQL's
 /// `max_execution_time` (milliseconds, reads).
-async fn mysql_statement_timeout(
+async fn mysql_session(
     conn: &mut sea_orm::sqlx::MySqlConnection,
-    ms: u128,
+    timeout_ms: Option<u128>,
 ) -> std::result::Result<(), sea_orm::sqlx::Error> {
     use sea_orm::sqlx::{AssertSqlSafe, Executor, raw_sql};
+    if let Err(err) = conn
+        .execute(raw_sql(AssertSqlSafe(crate::schema::MAX_SORT_LENGTH)))
+        .await
+    {
+        // Then sorts compare what the server's setting says, and the
+        // longer sortable columns are refused (`schema::long_text`).
+        tracing::warn!(error = %err, "cannot raise max_sort_length on this MySQL connection");
+    }
+    let Some(ms) = timeout_ms else {
+        return Ok(());
+    };
     let [mariadb, mysql] = crate::tx::mysql_timeout_statements(Some(ms));
     if conn.execute(raw_sql(AssertSqlSafe(mariadb))).await.is_ok() {
         return Ok(());

@@ -4,9 +4,10 @@ use std::collections::HashSet;
 
 use chrono::Utc;
 use keel::{Context, ListQuery};
-use keel_tests::Env;
+use keel_tests::entities::article;
 use keel_tests::entities::product::{self, NewProduct, ProductPatch};
 use keel_tests::entities::tag;
+use keel_tests::{Backend, Env};
 
 keel_tests::cases![
     filters_select_the_right_rows,
@@ -16,6 +17,7 @@ keel_tests::cases![
     nulls_sort_last_ascending_and_first_descending,
     skip_offsets_and_total_size,
     count_filters,
+    long_text_pages_serve_every_row_once_in_order,
 ];
 
 fn ctx() -> Context {
@@ -490,5 +492,103 @@ async fn count_filters(env: Env) {
             .await
             .unwrap(),
         0
+    );
+}
+
+/// Twelve values of 300 `x` and one distinct letter, inserted out of order:
+/// MariaDB sorts text by its first `max_sort_length` bytes of weights
+/// (1024 by default: 256 characters), so these tie there, while a page's
+/// condition compares whole values. Every page, ascending or descending,
+/// must serve each row once and in order; a column the server cannot sort
+/// exactly (`TEXT` on MySQL / MariaDB) is refused instead.
+async fn long_text_pages_serve_every_row_once_in_order(env: Env) {
+    /// The last letter of each title served, page after page.
+    async fn pages(env: &Env, order: &str) -> Result<String, keel::Error> {
+        let articles = env.keel.service::<article::Entity>();
+        let mut query = ListQuery::new().order_by(order).page_size(5);
+        let mut seen = String::new();
+        loop {
+            let page = articles.list(&ctx(), &query).await?;
+            assert!(
+                page.items
+                    .iter()
+                    .all(|a| a.title.len() == 301 && a.title == a.body)
+            );
+            seen.extend(page.items.iter().filter_map(|a| a.title.chars().last()));
+            match page.next_page_token {
+                Some(token) => query = query.page_token(token),
+                None => return Ok(seen),
+            }
+        }
+    }
+    async fn seed(env: &Env) {
+        let articles = env.keel.service::<article::Entity>();
+        for i in 0..12u8 {
+            // 7 is coprime with 12: every letter once, out of order.
+            let letter = char::from(b'a' + (i * 7) % 12);
+            let value = format!("{}{letter}", "x".repeat(300));
+            let input = article::NewArticle {
+                title: value.clone(),
+                body: value,
+            };
+            articles.create(&ctx(), input).await.unwrap();
+        }
+    }
+    seed(&env).await;
+    let (sorted, reversed) = ("abcdefghijkl", "lkjihgfedcba");
+    assert_eq!(pages(&env, "title").await.unwrap(), sorted, "title");
+    assert_eq!(
+        pages(&env, "title desc").await.unwrap(),
+        reversed,
+        "title desc"
+    );
+    if env.backend() != Backend::MySql {
+        assert_eq!(pages(&env, "body").await.unwrap(), sorted, "body");
+        assert_eq!(pages(&env, "body desc").await.unwrap(), reversed);
+        return;
+    }
+    // A TEXT column holds up to 65,535 characters; MariaDB sorts by 16,383.
+    let err = pages(&env, "body desc").await.unwrap_err();
+    assert_eq!(err.code(), "INVALID_ARGUMENT", "{err}");
+    assert!(
+        err.to_string()
+            .contains("cannot sort by `body` on this database"),
+        "{err}"
+    );
+    let report = env.keel.check_schema::<article::Entity>().await.unwrap();
+    let columns: Vec<&str> = report
+        .problems()
+        .iter()
+        .map(|p| p.column.as_str())
+        .collect();
+    assert_eq!(columns, ["body"], "{report}");
+    assert!(
+        report
+            .to_string()
+            .contains("sorts text by its first 16383 characters"),
+        "{report}"
+    );
+
+    // The same in a table of the application's own, with the database's
+    // default collation.
+    use sea_orm::ConnectionTrait;
+    let db = env.keel.db();
+    db.execute_unprepared("DROP TABLE articles").await.unwrap();
+    db.execute_unprepared(
+        "CREATE TABLE articles (id BIGINT AUTO_INCREMENT PRIMARY KEY, \
+         title VARCHAR(1000) NOT NULL, body TEXT NOT NULL)",
+    )
+    .await
+    .unwrap();
+    seed(&env).await;
+    assert_eq!(
+        pages(&env, "title").await.unwrap(),
+        sorted,
+        "own table: title"
+    );
+    assert_eq!(pages(&env, "title desc").await.unwrap(), reversed);
+    assert_eq!(
+        pages(&env, "body").await.unwrap_err().code(),
+        "INVALID_ARGUMENT"
     );
 }

@@ -183,6 +183,7 @@ impl<E: Resource> BaseService<E> {
             let filter =
                 Filter::<E>::parse_in(query.get_filter().unwrap_or(""), &config.limits, view)?;
             let order = OrderBy::<E>::parse_in(query.get_order_by().unwrap_or(""), view)?;
+            crate::schema::check_sortable(&self.keel, &order).await?;
             let page_size = config.page.size(query.get_page_size())?;
             let scope = self.scope(ctx, query.get_show_deleted())?;
             let shape = format!(

@@ -1,6 +1,6 @@
 //! The tables Keel creates, and what it checks of the tables it is given.
 //!
-//! Keel's promises need two things of a table that SQLite and PostgreSQL
+//! Keel's promises need three things of a table that SQLite and PostgreSQL
 //! give by default and MySQL / MariaDB do not:
 //!
 //! - **text that compares exactly.** A MariaDB database created with the
@@ -17,6 +17,17 @@
 //!   keep whole seconds; Keel's timestamps have microseconds, so its tables
 //!   use `DATETIME(6)` (`DATETIME`, not `TIMESTAMP`: no 2038 limit, no
 //!   session time-zone conversion, no implicit `ON UPDATE`).
+//! - **text that sorts exactly.** MySQL and MariaDB sort a text value by
+//!   its first `max_sort_length` bytes of collation weights only (1024 by
+//!   default: 256 `utf8mb4` characters); values that agree that far tie,
+//!   and fall back to the next sort key, while a keyset page's condition
+//!   (`col > ?`) compares whole values, so pages would skip and repeat
+//!   rows. Every connection Keel opens raises `max_sort_length` as far as
+//!   the sort buffer allows ([`MAX_SORT_LENGTH`]: 65,535 bytes, 16,383
+//!   `utf8mb4` characters, with the default 2 MiB buffer), which covers
+//!   every `utf8mb4` `VARCHAR`; a sortable column that can hold longer
+//!   values (`TEXT` and up) cannot be sorted exactly, and `order_by` on it
+//!   is refused (see `long_text`).
 //!
 //! [`Keel::check_schema`] reads a resource's table from
 //! `information_schema` and reports each column that falls short, with the
@@ -32,6 +43,11 @@ use sea_orm::{
 };
 
 use crate::{Error, Keel, Resource, Result};
+
+mod long_text;
+
+use long_text::long_text;
+pub(crate) use long_text::{LongTextCells, MAX_SORT_LENGTH, check_sortable};
 
 /// The binary `NO PAD` collations, most preferred first.
 const EXACT_COLLATIONS: [&str; 2] = ["utf8mb4_nopad_bin", "utf8mb4_0900_bin"];
@@ -232,6 +248,7 @@ pub(crate) async fn check<E: Resource>(keel: &Keel) -> Result<SchemaReport> {
         })
         .collect();
     let exact = exact_collation(keel).await?.unwrap_or(EXACT_COLLATIONS[0]);
+    let long = long_text::<E>(keel).await?;
     let mut problems = Vec::new();
     // `MODIFY` restates the whole column: its type and nullability here;
     // a DEFAULT or ON UPDATE it had must be added back by hand.
@@ -283,6 +300,29 @@ pub(crate) async fn check<E: Resource>(keel: &Keel) -> Result<SchemaReport> {
                     ),
                 });
             }
+        }
+        if let Some(found) = long
+            .iter()
+            .find(|l| field.is_some_and(|f| f.name == l.field))
+        {
+            let exact = info
+                .collation
+                .as_deref()
+                .filter(|c| is_exact(c))
+                .unwrap_or(exact);
+            problems.push(SchemaProblem {
+                table: table.clone(),
+                column: name.to_owned(),
+                problem: found.problem(),
+                fix: format!(
+                    "{} (if every value fits), or take `sort` off the field",
+                    modify(
+                        info,
+                        &format!("varchar({})", found.sorted_chars.min(16_383)),
+                        &format!(" CHARACTER SET utf8mb4 COLLATE {exact}"),
+                    )
+                ),
+            });
         }
         let stamped = [
             E::COLUMNS.created_at,
