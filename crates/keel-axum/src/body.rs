@@ -6,6 +6,9 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
 use keel::Error;
+use std::collections::BTreeMap;
+
+use keel::{Resource, View};
 use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 
@@ -44,6 +47,20 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let JsonBytes(bytes) = JsonBytes::from_request(req, state).await?;
+        parse(&bytes).map(JsonBody).map_err(ApiError::from)
+    }
+}
+
+/// A JSON request body as it came: its content type and size checked as
+/// [`JsonBody`] does, parsed by the handler once it knows what the caller
+/// may send ([`parse_in_view`]).
+pub(crate) struct JsonBytes(pub(crate) Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !is_json(req.headers()) {
             return Err(ApiError::http(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -62,8 +79,57 @@ where
                 Error::invalid_argument("body", "the body could not be read").into()
             }
         })?;
-        parse(&bytes).map(JsonBody).map_err(ApiError::from)
+        Ok(JsonBytes(bytes))
     }
+}
+
+/// Which input of a resource a body is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Input {
+    /// The create input (`New...`).
+    Create,
+    /// A patch (`...Patch`).
+    Patch,
+}
+
+/// Parses a create or patch body of resource `E` for a caller with `view`.
+/// In [`View::Public`] the private fields do not exist, for writing as for
+/// reading: a body naming one is refused as naming any field the input
+/// does not have (422 `UNKNOWN_FIELD`), and the refusal lists only the
+/// fields the caller may send.
+pub(crate) fn parse_in_view<E: Resource, T: DeserializeOwned>(
+    bytes: &[u8],
+    view: View,
+    input: Input,
+) -> Result<T, Error> {
+    if view.is_public() && !E::PRIVATE_FIELDS.is_empty() {
+        // Only the top level's names; a body that is not an object is
+        // reported by the parse below.
+        if let Ok(fields) = serde_json::from_slice::<BTreeMap<String, serde::de::IgnoredAny>>(bytes)
+        {
+            let allowed: Vec<&str> = E::SCHEMA
+                .iter()
+                .filter(|f| match input {
+                    Input::Create => f.in_create,
+                    Input::Patch => f.in_patch,
+                })
+                .filter(|f| view.shows::<E>(f.name))
+                .map(|f| f.name)
+                .collect();
+            if let Some(name) = fields.keys().find(|k| !allowed.contains(&k.as_str())) {
+                let expected: Vec<String> = allowed.iter().map(|f| format!("`{f}`")).collect();
+                return Err(Error::validation(
+                    format!("/{}", escape(name)),
+                    "UNKNOWN_FIELD",
+                    format!(
+                        "unknown field `{name}`, expected one of {}",
+                        expected.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    parse(bytes)
 }
 
 /// `application/json`, or any `application/*+json`.

@@ -10,10 +10,11 @@ use keel::{BaseService, Error, HistoryQuery, ListQuery, Page, Resource, View};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::body::{Input, JsonBytes, parse_in_view};
 use crate::policy::Operation;
 use crate::precondition::{Tag, etag, if_match, precondition, precondition_header};
 use crate::resource::Shared;
-use crate::{ApiError, Ctx, Identity, JsonBody, PathId};
+use crate::{ApiError, Ctx, Identity, PathId};
 
 /// The caller's identity, when authentication set one.
 type Who = Option<Extension<Identity>>;
@@ -183,14 +184,25 @@ pub(crate) async fn create<E>(
     State(shared): State<Shared<E>>,
     ctx: Ctx,
     identity: Who,
-    body: Result<JsonBody<E::Create>, ApiError>,
+    body: Result<JsonBytes, ApiError>,
 ) -> Reply
 where
     E: Resource,
     E::Create: DeserializeOwned,
 {
     let (service, view) = shared.allow(Operation::Create, None, who(&identity))?;
-    let JsonBody(input) = body?;
+    // A create that needs a field this caller may not write.
+    if E::SCHEMA
+        .iter()
+        .any(|f| f.in_create && !f.nullable && !view.shows::<E>(f.name))
+    {
+        return Err(ApiError::permission_denied(format!(
+            "creating a {} needs fields this caller may not write",
+            E::NAME
+        )));
+    }
+    let JsonBytes(bytes) = body?;
+    let input: E::Create = parse_in_view::<E, _>(&bytes, view, Input::Create)?;
     let row = service.create(&ctx.0, input).await?;
     let mut response = row_response::<E>(StatusCode::CREATED, &row, view);
     let key = BaseService::<E>::key_of(&row)
@@ -217,7 +229,7 @@ pub(crate) async fn patch<E>(
     identity: Who,
     PathId(id): PathId,
     headers: HeaderMap,
-    body: Result<JsonBody<E::Patch>, ApiError>,
+    body: Result<JsonBytes, ApiError>,
 ) -> Reply
 where
     E: Resource,
@@ -226,7 +238,8 @@ where
     let (service, view) = shared.allow(Operation::Update, Some(&id), who(&identity))?;
     let id = parse_id::<E>(&id)?;
     let expected = if_match(&headers)?;
-    let JsonBody(patch) = body?;
+    let JsonBytes(bytes) = body?;
+    let patch: E::Patch = parse_in_view::<E, _>(&bytes, view, Input::Patch)?;
     let row = match expected {
         Some(version) => service.update_if_version(&ctx.0, id, patch, version).await,
         None => service.update(&ctx.0, id, patch).await,

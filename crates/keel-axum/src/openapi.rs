@@ -67,9 +67,13 @@ impl ApiDoc {
 
     /// Documents the resources added after it as callers with `view` see
     /// them: in [`View::Public`] their private fields
-    /// (`#[service(private)]`) are absent from the row schemas and from the
-    /// fields `filter` and `order_by` take. In the default, [`View::All`],
-    /// a private field is documented as optional, saying who sees it.
+    /// (`#[service(private)]`) are absent from the row schemas, from the
+    /// create and patch inputs (such a caller may not write them either:
+    /// the routes refuse them as unknown fields) and from the fields
+    /// `filter` and `order_by` take; a resource whose create needs a
+    /// private field has no `POST` there (the route answers 403). In the
+    /// default, [`View::All`], a private field is documented as optional in
+    /// rows, saying who sees it, and in inputs, saying who may send it.
     /// [`docs_routes_by_view`] serves one document per view.
     #[must_use]
     pub fn view(mut self, view: View) -> Self {
@@ -154,7 +158,11 @@ impl ApiDoc {
             Operation::History => (format!("/{many}/{{id}}/history"), "get"),
             Operation::Restore => (format!("/{many}/{{id}}/restore"), "post"),
         };
-        let served: Vec<(String, &str)> = operations.iter().map(|op| place(*op)).collect();
+        let served: Vec<(String, &str)> = operations
+            .iter()
+            .filter(|op| **op != Operation::Create || doc.can_create())
+            .map(|op| place(*op))
+            .collect();
         for (path, mut item) in doc.paths(self.bearer, &self.page, &self.limits) {
             if let Value::Object(methods) = &mut item {
                 methods.retain(|method, _| served.iter().any(|(p, m)| *p == path && m == method));
@@ -621,6 +629,14 @@ impl<E: Resource> ResourceDoc<E> {
         E::COLUMNS.deleted_at.is_some()
     }
 
+    /// Whether callers of this view can create one: not in the public view
+    /// when the create input needs a private field (the route answers 403).
+    fn can_create(&self) -> bool {
+        !E::SCHEMA
+            .iter()
+            .any(|f| f.in_create && !f.nullable && !self.view.shows::<E>(f.name))
+    }
+
     fn schemas(&self) -> Vec<(String, Value)> {
         let name = &self.name;
         let object = |fields: &mut dyn Iterator<Item = &FieldSchema>,
@@ -634,14 +650,18 @@ impl<E: Resource> ResourceDoc<E> {
                 if read_only && !f.in_create && !f.in_patch {
                     schema["readOnly"] = json!(true);
                 }
-                let private = read_only && Self::private(f.name);
-                if private {
+                let private = Self::private(f.name);
+                if private && read_only {
                     schema["description"] = json!(
                         "Private: present only for callers the application reveals private fields to."
                     );
+                } else if private {
+                    schema["description"] = json!(
+                        "Private: only callers the application reveals private fields to may send it; for others it does not exist (422 UNKNOWN_FIELD)."
+                    );
                 }
                 properties.insert(f.name.into(), schema);
-                if required(f) && !private {
+                if required(f) && !(private && read_only) {
                     req.push(f.name);
                 }
             }
@@ -662,8 +682,12 @@ impl<E: Resource> ResourceDoc<E> {
             true,
             format!("A {}.", E::NAME),
         );
+        // A caller who may not read a private field may not write it: the
+        // public view's inputs leave it out as its rows do.
         let create = object(
-            &mut E::SCHEMA.iter().filter(|f| f.in_create),
+            &mut E::SCHEMA
+                .iter()
+                .filter(|f| f.in_create && self.view.shows::<E>(f.name)),
             &|f| !f.nullable,
             false,
             format!(
@@ -672,7 +696,9 @@ impl<E: Resource> ResourceDoc<E> {
             ),
         );
         let patch = object(
-            &mut E::SCHEMA.iter().filter(|f| f.in_patch),
+            &mut E::SCHEMA
+                .iter()
+                .filter(|f| f.in_patch && self.view.shows::<E>(f.name)),
             &|_| false,
             false,
             format!(

@@ -102,7 +102,7 @@ fn the_cargo_toml_of_the_guide_names_the_workspace_versions() {
         let (name, _) = line.split_once(" = ").expect("name = ...");
         let wanted = version_of(line).expect("a version");
         let ours = match name {
-            "keel" | "keel-axum" => "0.1".to_owned(),
+            "keel-rs" | "keel-axum" => "0.1".to_owned(),
             other => version_of(
                 workspace
                     .get(other)

@@ -785,7 +785,9 @@ async fn an_id_that_does_not_decode_answers_the_envelope() {
 
 /// Private fields: by default no caller sees them; a reveal policy decides
 /// per request. Hidden means absent from rows (get, list, create, update),
-/// from history changes, and unknown to filters, orders and counts.
+/// from history changes, unknown to filters, orders and counts, and to the
+/// create and patch bodies: a caller who may not read a field may not
+/// write it.
 #[tokio::test]
 async fn private_fields_are_served_only_to_whom_the_app_reveals_them() {
     use keel_tests::entities::memo;
@@ -811,19 +813,55 @@ async fn private_fields_are_served_only_to_whom_the_app_reveals_them() {
                 next.run(request).await
             },
         ));
+    // A caller who does not see `recipient` cannot write it either: it is
+    // an unknown field, and the refusal names only the fields it may send.
+    for (app, headers) in [(&hidden, &[("x-staff", "1")][..]), (&revealed, &[][..])] {
+        let refused = send(
+            app,
+            "POST",
+            "/memos",
+            Some(r#"{"body": "hello", "recipient": "ann"}"#),
+            headers,
+        )
+        .await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            refused.body
+        );
+        let error = &refused.body["error"]["details"]["errors"][0];
+        assert_eq!(error["pointer"], "/recipient", "{}", refused.body);
+        assert_eq!(error["code"], "UNKNOWN_FIELD");
+        let refused = send(
+            app,
+            "POST",
+            "/memos",
+            Some(r#"{"body": "x", "bcc": 1}"#),
+            headers,
+        )
+        .await;
+        let message = refused.body["error"]["details"]["errors"][0]["message"].to_string();
+        assert!(
+            message.contains("`bcc`") && !message.contains("recipient"),
+            "{message}"
+        );
+    }
     let created = send(
-        &hidden,
+        &revealed,
         "POST",
         "/memos",
         Some(r#"{"body": "hello", "recipient": "ann"}"#),
-        &[],
+        &[("x-staff", "1")],
     )
     .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
-    assert_eq!(created.body["body"], "hello");
-    assert!(created.body.get("recipient").is_none(), "{}", created.body);
+    assert_eq!(created.body["recipient"], "ann");
     let id = created.body["id"].as_i64().unwrap();
     let row = format!("/memos/{id}");
+    let created = send(&hidden, "POST", "/memos", Some(r#"{"body": "hi"}"#), &[]).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert!(created.body.get("recipient").is_none(), "{}", created.body);
 
     for (app, staff) in [(&hidden, false), (&hidden, true), (&revealed, false)] {
         let headers: &[(&str, &str)] = if staff { &[("x-staff", "1")] } else { &[] };
@@ -855,6 +893,17 @@ async fn private_fields_are_served_only_to_whom_the_app_reveals_them() {
         let patched = send(app, "PATCH", &row, Some(r#"{"body": "hi"}"#), headers).await;
         assert_eq!(patched.status, StatusCode::OK);
         assert!(patched.body.get("recipient").is_none(), "{}", patched.body);
+        let refused = send(app, "PATCH", &row, Some(r#"{"recipient": null}"#), headers).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            refused.body
+        );
+        assert_eq!(
+            refused.body["error"]["details"]["errors"][0]["pointer"],
+            "/recipient"
+        );
     }
 
     let staff: &[(&str, &str)] = &[("x-staff", "1")];
@@ -885,14 +934,106 @@ async fn private_fields_are_served_only_to_whom_the_app_reveals_them() {
         .view(keel::View::Public)
         .resource::<memo::Entity>()
         .to_json();
-    let memo_schema = |doc: &Value| doc["components"]["schemas"]["Memo"].clone();
-    assert!(memo_schema(&full)["properties"]["recipient"].is_object());
-    assert!(memo_schema(&public)["properties"]["recipient"].is_null());
+    let schema = |doc: &Value, name: &str| doc["components"]["schemas"][name].clone();
+    for name in ["Memo", "NewMemo", "MemoPatch"] {
+        assert!(
+            schema(&full, name)["properties"]["recipient"].is_object(),
+            "{name}"
+        );
+        assert!(
+            schema(&public, name)["properties"]["recipient"].is_null(),
+            "{name}"
+        );
+    }
+    assert!(
+        schema(&full, "NewMemo")["properties"]["recipient"]["description"]
+            .to_string()
+            .contains("may send it")
+    );
     assert!(
         !public["paths"]["/memos"]["get"]
             .to_string()
             .contains("recipient")
     );
+    db.destroy().await;
+}
+
+/// A vault's `pin` is private and required: only a caller who may write
+/// private fields can create one.
+#[allow(unreachable_pub)]
+mod vault {
+    use sea_orm::entity::prelude::*;
+    use serde::{Deserialize, Serialize};
+
+    /// A vault.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize, keel::Service)]
+    #[sea_orm(table_name = "vaults")]
+    pub struct Model {
+        /// Key.
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// Public.
+        pub label: String,
+        /// Private and required.
+        #[service(private)]
+        pub pin: String,
+    }
+
+    /// None.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// A create that needs a private field is refused (403) to callers who may
+/// not write it, and their OpenAPI document has no `POST` for it; they may
+/// still read and patch what they see.
+#[tokio::test]
+async fn a_create_that_needs_a_private_field_is_for_those_who_see_it() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let keel = db.builder().connect().await.unwrap();
+    keel.create_table(vault::Entity).await.unwrap();
+    let app = keel_axum::routes(keel.service::<vault::Entity>())
+        .reveal_private(keel_axum::reveal_to_identified)
+        .into_router()
+        .layer(axum::middleware::from_fn(
+            |mut request: axum::extract::Request, next: axum::middleware::Next| async move {
+                if request.headers().contains_key("x-staff") {
+                    request.extensions_mut().insert(keel_axum::Identity {
+                        actor: "staff".into(),
+                        tenant: None,
+                    });
+                }
+                next.run(request).await
+            },
+        ));
+    let body = Some(r#"{"label": "a", "pin": "1234"}"#);
+    let refused = send(&app, "POST", "/vaults", body, &[]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert_eq!(refused.body["error"]["code"], "PERMISSION_DENIED");
+    let refused = send(&app, "POST", "/vaults", Some(r#"{"label": "a"}"#), &[]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    let created = send(&app, "POST", "/vaults", body, &[("x-staff", "1")]).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let patched = send(&app, "PATCH", "/vaults/1", Some(r#"{"label": "b"}"#), &[]).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert_eq!(patched.body, json!({"id": 1, "label": "b"}));
+
+    let public = keel_axum::ApiDoc::new("t", "1")
+        .view(keel::View::Public)
+        .resource::<vault::Entity>()
+        .to_json();
+    let full = keel_axum::ApiDoc::new("t", "1")
+        .resource::<vault::Entity>()
+        .to_json();
+    assert!(
+        public["paths"]["/vaults"]["post"].is_null(),
+        "{}",
+        public["paths"]
+    );
+    assert!(public["paths"]["/vaults"]["get"].is_object());
+    assert!(full["paths"]["/vaults"]["post"].is_object());
     db.destroy().await;
 }
 

@@ -320,7 +320,9 @@ impl Keel {
     /// counts then read an index instead of the whole table. PostgreSQL and
     /// SQLite make it a partial index (`WHERE deleted_at IS NULL`), so
     /// deleted rows cost it nothing; MySQL / MariaDB have no partial
-    /// indexes, and lead with `deleted_at` instead. The key gets one only on
+    /// indexes, and put `deleted_at` before the field instead, after the
+    /// tenant: (tenant, deleted_at, field, key) for a tenant-scoped
+    /// resource, (deleted_at, field, key) otherwise. The key gets one only on
     /// a soft-deleted or tenant-scoped resource (otherwise the primary key
     /// serves), and a `TEXT` column on MySQL gets none (MySQL cannot index
     /// it whole). Each is named `{table}_keel_{field}`.

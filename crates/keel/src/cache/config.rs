@@ -21,9 +21,11 @@ pub struct CacheConfig {
     /// The circuit breaker around Redis.
     pub breaker: BreakerConfig,
     /// Most bytes the in-process tier holds (default 64 MiB): each entry
-    /// weighs its JSON encoding plus its key and a fixed overhead, and the
-    /// least valuable entries go first when a new one would pass the bound.
-    /// `KEEL_CACHE_L1_MAX_BYTES`.
+    /// weighs every allocation it keeps (its typed value, estimated from
+    /// its serde form as malloc would take it; a row's JSON; its key; a
+    /// fixed overhead), and the least valuable entries go first when a new
+    /// one would pass the bound. The process grows by the budget and a few
+    /// MiB (measured: 64-68 MiB with the default). `KEEL_CACHE_L1_MAX_BYTES`.
     pub l1_max_bytes: u64,
     /// The largest value (its JSON encoding, in bytes) either tier stores
     /// (default 1 MiB); a larger row or page is served from the database

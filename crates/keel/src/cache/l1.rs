@@ -1,8 +1,8 @@
 //! The in-process tier: entries by key hash, weighed against a byte budget.
 
 use std::any::Any;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,31 +12,33 @@ use super::{Cache, CacheConfig};
 
 /// One value in the in-process tier: its full key (the tier is keyed by
 /// the key's hash, so a hit builds no string), the typed value, when it
-/// expires. Shared (`Arc`): a hit clones one pointer.
+/// expires. Shared (`Arc`): a hit clones one pointer. Never changed, only
+/// replaced, so what it weighs is what it holds from insert to eviction.
 pub(super) struct L1Entry {
     pub(super) key: Box<str>,
     pub(super) value: Box<dyn Any + Send + Sync>,
-    /// The value as JSON, encoded by the first hit that asks for it and
-    /// shared by every later one (the entry is never changed, only replaced).
-    pub(super) json: OnceLock<Bytes>,
-    /// The value as JSON without the resource's private fields (see
-    /// [`View`](crate::View)), made like `json` by the first hit that asks
-    /// for it. Not weighed: it is never larger than `json`.
-    pub(super) public_json: OnceLock<Bytes>,
+    /// A row's JSON (every field), which an HTTP layer sends as it is; a
+    /// list or count keeps none (nothing reads it). A view without some
+    /// fields is encoded from `value` by each hit that asks for it.
+    pub(super) json: Option<Bytes>,
     /// An entry past this is a miss, and is dropped by the read that finds it.
     pub(super) expires: Instant,
-    /// What it weighs against `l1_max_bytes`.
+    /// What it weighs against `l1_max_bytes`: every allocation it holds.
     pub(super) weight: u32,
 }
 
 /// The in-process tier's shape: quick_cache splits the budget into shards
 /// and refuses an entry heavier than (almost all of) one, so there are no
-/// more shards than leave each room for two of the largest entries
-/// (`max_entry_bytes`, its key and overhead); up to four per core.
+/// more shards than leave each room for two of the largest entries (a
+/// row of `max_entry_bytes` of JSON with its typed value, key and
+/// overhead); up to four per core.
 pub(super) fn l1_options(config: &CacheConfig) -> quick_cache::Options {
     let budget = config.l1_max_bytes.max(1);
+    // A row keeps its JSON and its typed value, which rarely takes more
+    // than twice the JSON.
     let largest = config
         .max_entry_bytes
+        .saturating_mul(3)
         .saturating_add(L1_ENTRY_OVERHEAD as u64 + 1024);
     let fit = (budget / largest.saturating_mul(2)).max(1);
     let wanted = std::thread::available_parallelism().map_or(4, |n| n.get() * 4) as u64;
@@ -103,9 +105,26 @@ impl std::hash::Hasher for NoHash {
     }
 }
 
-/// What an entry costs besides its JSON: the entry, its key's hash, moka's
-/// bookkeeping, the typed value's own allocations (estimated).
+/// What an entry costs besides its key, value and JSON: the `Arc`'d entry
+/// itself (about 100 bytes, a 112-byte chunk), quick_cache's slot, its
+/// index and its ghost record of evicted keys.
 pub(super) const L1_ENTRY_OVERHEAD: usize = 256;
+
+/// What an entry holding `value` under `key` with `json` weighs: every
+/// allocation it keeps, as malloc takes them.
+pub(super) fn entry_weight<T: super::Cacheable + serde::Serialize>(
+    key: &str,
+    value: &T,
+    json: Option<&Bytes>,
+) -> u32 {
+    use super::weigh::alloc;
+    let bytes = L1_ENTRY_OVERHEAD
+        + alloc(key.len())
+        + alloc(std::mem::size_of::<T>())
+        + value.heap_bytes()
+        + json.map_or(0, |j| alloc(j.len()));
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
 
 /// A key given in parts, hashed and compared without being built.
 pub(super) struct L1Key<'a> {
@@ -140,6 +159,14 @@ impl std::fmt::Display for L1Key<'_> {
     }
 }
 
+/// `json` in an allocation of its own size: `Bytes` made from a `Vec`
+/// keeps the vector's whole capacity (`serde_json::to_vec` doubles as it
+/// grows), which the entry would hold unweighed.
+pub(super) fn exact(mut json: Vec<u8>) -> Bytes {
+    json.shrink_to_fit();
+    Bytes::from(json)
+}
+
 impl Cache {
     /// The in-process entry under `hash`, unless it has expired (then it
     /// is dropped, if no newer one took its place meanwhile).
@@ -154,26 +181,29 @@ impl Cache {
         None
     }
 
+    /// Stores `value` (and a row's `json`, which must own exactly its
+    /// bytes: see [`exact`]) unless the stripe's generation moved on.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn store_l1<T: Clone + Send + Sync + 'static>(
+    pub(super) fn store_l1<
+        T: super::Cacheable + serde::Serialize + Clone + Send + Sync + 'static,
+    >(
         &self,
         hash: u64,
         key: &str,
         stripe: u64,
         generation: u64,
         value: &T,
-        json: Bytes,
+        json: Option<Bytes>,
         ttl: Duration,
     ) {
-        let weight = u32::try_from(json.len() + key.len() + L1_ENTRY_OVERHEAD).unwrap_or(u32::MAX);
+        let weight = entry_weight(key, value, json.as_ref());
         let stored = self.inner.stripes.if_unchanged(stripe, generation, || {
             self.inner.l1.insert(
                 hash,
                 Arc::new(L1Entry {
                     key: Box::from(key),
                     value: Box::new(value.clone()),
-                    json: OnceLock::from(json),
-                    public_json: OnceLock::new(),
+                    json,
                     expires: expiry(ttl),
                     weight,
                 }),
@@ -194,10 +224,10 @@ mod tests {
 
     /// Stores `value` with `json` under `key` in `cache`'s in-process tier
     /// and returns the key's hash.
-    fn store(cache: &Cache, key: &str, value: u32, json: Bytes, ttl: Duration) -> u64 {
+    fn store(cache: &Cache, key: &str, value: u64, json: Bytes, ttl: Duration) -> u64 {
         let hash = cache.hash_str(key);
         let stripe = cache.inner.stripes.generation(hash);
-        cache.store_l1(hash, key, hash, stripe, &value, json, ttl);
+        cache.store_l1(hash, key, hash, stripe, &value, Some(json), ttl);
         hash
     }
 
@@ -219,7 +249,7 @@ mod tests {
             let entry = cache.l1_get(hash);
             if budget >= 2 * (largest + 2048) {
                 let entry = entry.expect("stored");
-                assert_eq!(entry.value.downcast_ref::<u32>(), Some(&1));
+                assert_eq!(entry.value.downcast_ref::<u64>(), Some(&1));
             }
         }
     }
@@ -246,7 +276,7 @@ mod tests {
             ..CacheConfig::default()
         };
         let cache = Cache::new(&config).unwrap();
-        for i in 0..1_000u32 {
+        for i in 0..1_000u64 {
             let json = Bytes::from(vec![b'x'; 1024]);
             store(
                 &cache,
@@ -299,8 +329,8 @@ mod tests {
             key,
             hash,
             stale,
-            &3u32,
-            Bytes::from_static(b"3"),
+            &3u64,
+            Some(Bytes::from_static(b"3")),
             Duration::from_secs(60),
         );
         assert!(

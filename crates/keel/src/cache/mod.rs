@@ -40,6 +40,7 @@ mod redis_tier;
 mod stats;
 mod stripes;
 mod ttl;
+mod weigh;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -68,7 +69,7 @@ use crate::resource::CachePolicy;
 use crate::sync::Unpoison as _;
 use flight::Flight;
 use keys::{RedisKeys, escape, hex};
-use l1::{BuildNoHash, L1, L1Key, L1Weight, l1_options};
+use l1::{BuildNoHash, L1, L1Key, L1Weight, exact, l1_options};
 use redis_tier::RedisTier;
 use stats::Counters;
 use stripes::Stripes;
@@ -190,6 +191,14 @@ impl Cache {
         }
     }
 
+    /// Sets the gauges of the in-process tier: `keel_cache_l1_bytes` (what
+    /// its entries weigh against `l1_max_bytes`) and `keel_cache_l1_entries`.
+    /// The runtime's database component does it every 5 s.
+    pub fn record_metrics(&self) {
+        metrics::gauge!("keel_cache_l1_bytes").set(self.inner.l1.weight() as f64);
+        metrics::gauge!("keel_cache_l1_entries").set(self.inner.l1.len() as f64);
+    }
+
     /// Drops the in-process tier's expired entries now (a read drops the
     /// one it finds), so that [`stats`](Self::stats) counts what stays.
     pub fn settle(&self) {
@@ -285,11 +294,11 @@ impl Cache {
 
     /// Like [`get`](Self::get), and, when the value came from the
     /// in-process tier, its JSON (`serde_json::to_vec` of it) without the
-    /// top-level fields `hidden` (a [`View`](crate::View)'s): encoded by the
-    /// first such hit and shared by the later ones, so that an HTTP layer
-    /// can send a hit without encoding the value again. An entry keeps two
-    /// encodings, with and without the fields of the one `hidden` list its
-    /// resource has.
+    /// top-level fields `hidden` (a [`View`](crate::View)'s). An entry keeps
+    /// the JSON of every field, so that an HTTP layer sends a hit in the
+    /// full view without encoding it again; a hit that hides fields is
+    /// encoded from the value each time (an entry holds one encoding, which
+    /// its weight counts).
     pub async fn get_with_json<T, F, Fut>(
         &self,
         policy: &CachePolicy,
@@ -385,19 +394,10 @@ impl Cache {
             && let Some(value) = entry.value.downcast_ref::<T>()
         {
             self.count("l1", "hit");
-            let json = json
-                .map(|hidden| {
-                    let slot = if hidden.is_empty() {
-                        &entry.json
-                    } else {
-                        &entry.public_json
-                    };
-                    slot.get_or_init(|| {
-                        crate::resource::project_json(value, hidden).unwrap_or_default()
-                    })
-                    .clone()
-                })
-                .filter(|encoded| !encoded.is_empty());
+            let json = json.and_then(|hidden| match &entry.json {
+                Some(full) if hidden.is_empty() => Some(full.clone()),
+                _ => crate::resource::project_json(value, hidden).ok(),
+            });
             return Some((value.clone(), json));
         }
         self.count("l1", "miss");
@@ -429,6 +429,7 @@ impl Cache {
             None => (true, policy.ttl),
         };
         let hash = l1_key.hash(&self.inner.hasher);
+        let is_row = stripe.is_none();
         let stripe = stripe.unwrap_or(hash);
         let stripe_gen = self.inner.stripes.generation(stripe);
         let keys = keys();
@@ -444,7 +445,8 @@ impl Cache {
                             Ok(value) => {
                                 self.count("l2", "hit");
                                 if use_l1 {
-                                    let json = Bytes::from(bytes);
+                                    // A row keeps its JSON for an HTTP hit.
+                                    let json = is_row.then(|| exact(bytes));
                                     self.store_l1(
                                         hash, &full_key, stripe, stripe_gen, &value, json, l1_ttl,
                                     );
@@ -479,7 +481,7 @@ impl Cache {
             // Encoded once: the shared tier stores it, the in-process tier
             // weighs it and hands it out as the value's JSON.
             let json = match serde_json::to_vec(&value) {
-                Ok(json) => Bytes::from(json),
+                Ok(json) => exact(json),
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot encode a cache entry");
                     return Ok(value);
@@ -498,7 +500,7 @@ impl Cache {
                     stripe,
                     stripe_gen,
                     &value,
-                    json.clone(),
+                    is_row.then(|| json.clone()),
                     l1_ttl,
                 );
             }
@@ -588,10 +590,22 @@ impl Cache {
     }
 }
 
-/// What decides whether a loaded value is stored.
+/// What decides whether a loaded value is stored, and what it weighs.
 pub trait Cacheable {
     /// Whether to store it under `policy` (a "not found" only with negative caching).
     fn storable(&self, policy: &CachePolicy) -> bool;
+
+    /// The heap it owns, in bytes, besides its own `size_of`: with its JSON
+    /// and key, what its in-process entry weighs against the tier's budget.
+    /// The default estimates it from the value's serde form: each string
+    /// and byte string its allocation, each sequence and map its buffers
+    /// (as `serde_json` values), as malloc takes them.
+    fn heap_bytes(&self) -> usize
+    where
+        Self: Serialize,
+    {
+        weigh::heap_of(self)
+    }
 }
 
 impl<M> Cacheable for Option<M> {
@@ -600,9 +614,20 @@ impl<M> Cacheable for Option<M> {
     }
 }
 
-impl<M> Cacheable for crate::Page<M> {
+impl<M: Serialize> Cacheable for crate::Page<M> {
     fn storable(&self, _policy: &CachePolicy) -> bool {
         true
+    }
+
+    /// The items' buffer (a `Vec<M>`, each item its `size_of`), each item's
+    /// heap, the page token.
+    fn heap_bytes(&self) -> usize {
+        weigh::alloc(self.items.capacity() * std::mem::size_of::<M>())
+            + self.items.iter().map(weigh::heap_of).sum::<usize>()
+            + self
+                .next_page_token
+                .as_ref()
+                .map_or(0, |token| weigh::alloc(token.capacity()))
     }
 }
 

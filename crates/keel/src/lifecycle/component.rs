@@ -101,6 +101,7 @@ impl Component for DatabaseComponent {
             loop {
                 tick.tick().await;
                 keel.record_pool_metrics();
+                keel.cache().record_metrics();
             }
         });
         if let Some(old) = self.gauges.lock().unpoisoned().replace(task) {

@@ -13,8 +13,10 @@ use crate::{Error, Result};
 /// [`All`](View::All) view only. In the [`Public`](View::Public) view they
 /// do not exist: responses leave them out, and a filter or `order_by` that
 /// names one is refused as an unknown field, so that neither the value nor
-/// an order by it can be read. Which callers get which view is the
-/// application's decision (keel-axum asks its routes' policy per request).
+/// an order by it can be read; keel-axum also refuses them in the create
+/// and patch bodies of such callers (a caller who may not read a field may
+/// not write it). Which callers get which view is the application's
+/// decision (keel-axum asks its routes' policy per request).
 ///
 /// ```
 /// use keel::View;

@@ -5,7 +5,7 @@
 //! that agree that far tie, and fall back to the next sort key, while a
 //! keyset page's condition (`col > ?`) compares whole values: pages would
 //! skip and repeat rows. Every connection Keel opens raises the setting
-//! ([`MAX_SORT_LENGTH`]), which covers every `utf8mb4` `VARCHAR`; a column
+//! (`MAX_SORT_LENGTH`), which covers every `utf8mb4` `VARCHAR`; a column
 //! that can hold longer values than a sort compares (`TEXT` and up) is
 //! refused as a sort key ([`check_sortable`]) and reported by
 //! [`Keel::check_schema`].
@@ -27,6 +27,7 @@ use crate::{Error, Keel, Resource, Result};
 /// when sorting a `MEDIUMTEXT` the application's own queries ask for), so
 /// it stays at a 32nd of `sort_buffer_size`, and never lowers the
 /// server's own setting.
+#[cfg(feature = "mysql")]
 pub(crate) const MAX_SORT_LENGTH: &str = "SET SESSION max_sort_length = \
      GREATEST(@@max_sort_length, LEAST(65535, @@sort_buffer_size DIV 32))";
 

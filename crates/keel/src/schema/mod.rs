@@ -46,8 +46,10 @@ use crate::{Error, Keel, Resource, Result};
 
 mod long_text;
 
+#[cfg(feature = "mysql")]
+pub(crate) use long_text::MAX_SORT_LENGTH;
 use long_text::long_text;
-pub(crate) use long_text::{LongTextCells, MAX_SORT_LENGTH, check_sortable};
+pub(crate) use long_text::{LongTextCells, check_sortable};
 
 /// The binary `NO PAD` collations, most preferred first.
 const EXACT_COLLATIONS: [&str; 2] = ["utf8mb4_nopad_bin", "utf8mb4_0900_bin"];
@@ -473,7 +475,8 @@ pub(crate) struct QueryIndex {
 /// and for each sortable field, an index on (tenant, field, key) over the
 /// rows that are not soft-deleted. PostgreSQL and SQLite make it partial
 /// (`WHERE deleted_at IS NULL`); MySQL / MariaDB have no partial indexes,
-/// so `deleted_at` leads the columns instead. The key gets one only when
+/// so `deleted_at` comes before the field instead, after the tenant:
+/// (tenant, deleted_at, field, key). The key gets one only when
 /// its primary key alone does not serve (a soft-deleted or tenant-scoped
 /// resource). A text column MySQL cannot index whole (`TEXT`) gets none.
 pub(crate) fn query_indexes<E: Resource>(backend: DbBackend) -> Vec<QueryIndex> {
