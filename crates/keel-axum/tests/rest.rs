@@ -783,6 +783,20 @@ async fn an_id_that_does_not_decode_answers_the_envelope() {
     db.destroy().await;
 }
 
+/// Gives requests that send `x-staff` an identity, as authentication would.
+async fn staff_identity(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if request.headers().contains_key("x-staff") {
+        request.extensions_mut().insert(keel_axum::Identity {
+            actor: "staff".into(),
+            tenant: None,
+        });
+    }
+    next.run(request).await
+}
+
 /// Private fields: by default no caller sees them; a reveal policy decides
 /// per request. Hidden means absent from rows (get, list, create, update),
 /// from history changes, unknown to filters, orders and counts, and to the
@@ -802,17 +816,7 @@ async fn private_fields_are_served_only_to_whom_the_app_reveals_them() {
     let revealed = keel_axum::routes(service)
         .reveal_private(keel_axum::reveal_to_identified)
         .into_router()
-        .layer(axum::middleware::from_fn(
-            |mut request: axum::extract::Request, next: axum::middleware::Next| async move {
-                if request.headers().contains_key("x-staff") {
-                    request.extensions_mut().insert(keel_axum::Identity {
-                        actor: "staff".into(),
-                        tenant: None,
-                    });
-                }
-                next.run(request).await
-            },
-        ));
+        .layer(axum::middleware::from_fn(staff_identity));
     // A caller who does not see `recipient` cannot write it either: it is
     // an unknown field, and the refusal names only the fields it may send.
     for (app, headers) in [(&hidden, &[("x-staff", "1")][..]), (&revealed, &[][..])] {
@@ -997,17 +1001,7 @@ async fn a_create_that_needs_a_private_field_is_for_those_who_see_it() {
     let app = keel_axum::routes(keel.service::<vault::Entity>())
         .reveal_private(keel_axum::reveal_to_identified)
         .into_router()
-        .layer(axum::middleware::from_fn(
-            |mut request: axum::extract::Request, next: axum::middleware::Next| async move {
-                if request.headers().contains_key("x-staff") {
-                    request.extensions_mut().insert(keel_axum::Identity {
-                        actor: "staff".into(),
-                        tenant: None,
-                    });
-                }
-                next.run(request).await
-            },
-        ));
+        .layer(axum::middleware::from_fn(staff_identity));
     let body = Some(r#"{"label": "a", "pin": "1234"}"#);
     let refused = send(&app, "POST", "/vaults", body, &[]).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);

@@ -228,61 +228,38 @@ impl ser::Serializer for Heap {
     }
 }
 
-impl ser::SerializeSeq for Parts {
-    type Ok = usize;
-    type Error = Never;
+/// The compound parts of `Heap`: each element or field adds its heap
+/// (and, in a sequence, its inline room).
+macro_rules! parts {
+    ($($part:ident :: $method:ident ($($key:ty)?) counted: $counted:literal;)*) => {$(
+        impl ser::$part for Parts {
+            type Ok = usize;
+            type Error = Never;
 
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Never> {
-        self.count += 1;
-        self.add(value);
-        Ok(())
-    }
+            fn $method<T: Serialize + ?Sized>(
+                &mut self,
+                $(_key: $key,)?
+                value: &T,
+            ) -> Result<(), Never> {
+                self.count += usize::from($counted);
+                self.add(value);
+                Ok(())
+            }
 
-    fn end(self) -> Result<usize, Never> {
-        Ok(self.total())
-    }
+            fn end(self) -> Result<usize, Never> {
+                Ok(self.total())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Parts {
-    type Ok = usize;
-    type Error = Never;
-
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Never> {
-        self.add(value);
-        Ok(())
-    }
-
-    fn end(self) -> Result<usize, Never> {
-        Ok(self.total())
-    }
-}
-
-impl ser::SerializeTupleStruct for Parts {
-    type Ok = usize;
-    type Error = Never;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Never> {
-        self.add(value);
-        Ok(())
-    }
-
-    fn end(self) -> Result<usize, Never> {
-        Ok(self.total())
-    }
-}
-
-impl ser::SerializeTupleVariant for Parts {
-    type Ok = usize;
-    type Error = Never;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Never> {
-        self.add(value);
-        Ok(())
-    }
-
-    fn end(self) -> Result<usize, Never> {
-        Ok(self.total())
-    }
+parts! {
+    SerializeSeq::serialize_element() counted: true;
+    SerializeTuple::serialize_element() counted: false;
+    SerializeTupleStruct::serialize_field() counted: false;
+    SerializeTupleVariant::serialize_field() counted: false;
+    SerializeStruct::serialize_field(&'static str) counted: false;
+    SerializeStructVariant::serialize_field(&'static str) counted: false;
 }
 
 impl ser::SerializeMap for Parts {
@@ -296,42 +273,6 @@ impl ser::SerializeMap for Parts {
     }
 
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Never> {
-        self.add(value);
-        Ok(())
-    }
-
-    fn end(self) -> Result<usize, Never> {
-        Ok(self.total())
-    }
-}
-
-impl ser::SerializeStruct for Parts {
-    type Ok = usize;
-    type Error = Never;
-
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        _key: &'static str,
-        value: &T,
-    ) -> Result<(), Never> {
-        self.add(value);
-        Ok(())
-    }
-
-    fn end(self) -> Result<usize, Never> {
-        Ok(self.total())
-    }
-}
-
-impl ser::SerializeStructVariant for Parts {
-    type Ok = usize;
-    type Error = Never;
-
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        _key: &'static str,
-        value: &T,
-    ) -> Result<(), Never> {
         self.add(value);
         Ok(())
     }
