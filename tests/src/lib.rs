@@ -9,6 +9,7 @@
 //! (`all`, or a comma-separated list such as `postgres,mysql`): then the run fails.
 
 pub mod entities;
+pub mod tls;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -200,12 +201,18 @@ impl TestDb {
                     .await
                     .expect("create test database");
                 let _ = db.close().await;
+                // The admin URL's parameters (`sslmode`, ...) carry over.
+                let (admin, query) = admin.split_once('?').unwrap_or((&admin, ""));
                 let base = admin.trim_end_matches('/');
                 let base = match backend {
                     Backend::Postgres => base.rsplit_once('/').map_or(base, |(b, _)| b),
                     _ => base,
                 };
-                format!("{base}/{name}")
+                if query.is_empty() {
+                    format!("{base}/{name}")
+                } else {
+                    format!("{base}/{name}?{query}")
+                }
             }
         };
         TestDb { backend, url, name }
@@ -605,5 +612,21 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls `future` `polls` times (yielding to the runtime in between, so
+/// that its I/O makes progress), then drops it: a caller that goes away
+/// mid-request, as a closed connection or a request timeout does.
+pub async fn drop_after<F: std::future::Future>(future: F, polls: usize) {
+    let mut future = std::pin::pin!(future);
+    for _ in 0..polls {
+        let ready =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(future.as_mut().poll(cx).is_ready()))
+                .await;
+        if ready {
+            return;
+        }
+        tokio::task::yield_now().await;
     }
 }

@@ -11,6 +11,7 @@ use keel::cache::RedisCheck;
 use keel::health::{CheckPolicy, DatabaseCheck, HealthCoordinator, HealthStatus};
 use keel::resilience::{BreakerConfig, BreakerState, CircuitBreaker};
 use keel_tests::RedisServer;
+use keel_tests::tls::pg_version;
 
 fn run(program: &str, args: &[&str]) {
     let out = Command::new(program)
@@ -22,15 +23,6 @@ fn run(program: &str, args: &[&str]) {
         "{program} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn pg_version() -> String {
-    std::fs::read_dir("/etc/postgresql")
-        .ok()
-        .and_then(|mut d| d.next())
-        .and_then(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .unwrap_or_else(|| "15".to_owned())
 }
 
 /// A throwaway PostgreSQL cluster, dropped (and stopped) at the end.

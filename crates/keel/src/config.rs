@@ -51,6 +51,9 @@ pub struct KeelConfig {
     /// Where events go: the transactional outbox's sink and relay
     /// (default: no sink, no outbox).
     pub events: crate::outbox::EventsConfig,
+    /// The certificate authority and client certificate of the TLS
+    /// connections whose URLs do not name their own (see [`crate::tls`]).
+    pub tls: crate::tls::TlsConfig,
 }
 
 /// Connection pool settings.
@@ -149,6 +152,7 @@ impl KeelConfig {
             write_retries: 3,
             auto_migrate: true,
             events: crate::outbox::EventsConfig::default(),
+            tls: crate::tls::TlsConfig::default(),
         }
     }
 
@@ -172,6 +176,8 @@ impl KeelConfig {
     /// | `KEEL_PAGE_TOKEN_SECRET` | page token signing key | random per process |
     /// | `KEEL_AUTO_MIGRATE` | create Keel's own tables on connect (`true`/`false`) | true |
     /// | `KEEL_EVENTS_SINK`, `NATS_URL`, … | the outbox's sink: see [`EventsConfig::from_env`](crate::outbox::EventsConfig::from_env) | no sink |
+    /// | `KEEL_TLS_CA_FILE` | a PEM file of authorities for TLS connections whose URLs name none (see [`crate::tls`]) | the system's |
+    /// | `KEEL_TLS_CLIENT_CERT_FILE` / `KEEL_TLS_CLIENT_KEY_FILE` | a client certificate and its key, for servers that ask for one | none |
     pub fn from_env() -> Result<Self> {
         let url = std::env::var("DATABASE_URL")
             .ok()
@@ -185,6 +191,7 @@ impl KeelConfig {
         }
         config.cache = crate::cache::CacheConfig::from_env()?;
         config.events = crate::outbox::EventsConfig::from_env(&config.service_name)?;
+        config.tls = crate::tls::TlsConfig::from_env();
         if let Some(n) = env_parse::<u32>("KEEL_DB_MAX_CONNECTIONS")? {
             config.pool.max_connections = n;
         }
@@ -276,6 +283,7 @@ impl KeelConfig {
             ));
         }
         self.check_features()?;
+        self.tls.check()?;
         if self.page.default_size == 0 || self.page.default_size > self.page.max_size {
             return bad(format!(
                 "the default page size ({}) must be between 1 and the maximum ({})",
@@ -316,6 +324,22 @@ impl KeelConfig {
         }
         if self.cache.redis_url.is_some() && !cfg!(feature = "redis") {
             return missing("REDIS_URL (the Redis cache tier)", "redis");
+        }
+        if !cfg!(feature = "tls") {
+            if crate::tls::database_url_wants_tls(&self.database_url) {
+                return missing(
+                    "a DATABASE_URL that asks for TLS (sslmode / ssl-mode)",
+                    "tls",
+                );
+            }
+            if self
+                .cache
+                .redis_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("rediss://"))
+            {
+                return missing("a rediss:// REDIS_URL", "tls");
+            }
         }
         match &self.events.sink {
             crate::outbox::SinkKind::Nats { .. } if !cfg!(feature = "nats") => {

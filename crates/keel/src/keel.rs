@@ -73,17 +73,14 @@ impl Keel {
     /// is `UNAVAILABLE`.
     pub async fn connect(config: KeelConfig) -> Result<Keel> {
         config.check()?;
-        let db =
-            Database::connect(connect_options(&config))
-                .await
-                .map_err(|e| match Error::from(e) {
-                    // The pool reports a refused connection as an acquire timeout.
-                    Error::Unavailable { source, .. } => Error::Unavailable {
-                        reason: "database unreachable",
-                        source,
-                    },
-                    other => other,
-                })?;
+        #[cfg(feature = "tls")]
+        crate::tls::install_crypto_provider();
+        let db = Database::connect(connect_options(&config))
+            .await
+            .map_err(|e| crate::tls::connect_error(&config.database_url, e.into()))?;
+        // A TLS server whose certificate does not verify stops start-up
+        // here; one that is down does not (the cache and the outbox wait).
+        crate::tls::check_servers(&config).await?;
         let migrate = config.auto_migrate;
         let keel = Keel::from_connection(db, config);
         // Redis down: the cache fails open, and start-up goes on.
@@ -113,7 +110,7 @@ impl Keel {
             }
         };
         let events = EventBus::new(&config.service_name);
-        let cache = crate::cache::Cache::new(&config.cache).unwrap_or_else(|err| {
+        let cache = crate::cache::Cache::with_tls(&config.cache, &config.tls).unwrap_or_else(|err| {
             tracing::error!(error = %err, "the Redis cache tier cannot be set up; caching in process only");
             let mut local = config.cache.clone();
             local.redis_url = None;
@@ -546,6 +543,8 @@ fn connect_options(config: &KeelConfig) -> ConnectOptions {
     if in_memory {
         options.max_lifetime(None::<Duration>);
     }
+    #[cfg(feature = "tls")]
+    crate::tls::apply_to_database(&mut options, url, &config.tls);
     options
 }
 
@@ -633,6 +632,14 @@ impl KeelBuilder {
     #[must_use]
     pub fn subscriber(mut self, subscription: Subscription) -> Self {
         self.subscribers.push(subscription);
+        self
+    }
+
+    /// The certificate authority and client certificate of TLS connections
+    /// whose URLs name none (see [`crate::tls`]).
+    #[must_use]
+    pub fn tls(mut self, tls: crate::tls::TlsConfig) -> Self {
+        self.config.tls = tls;
         self
     }
 

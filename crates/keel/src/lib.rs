@@ -95,6 +95,7 @@
 //! | `prometheus` | the Prometheus exporter, [`metrics::Metrics`] (`keel-axum` turns it on for `/metrics`) | yes |
 //! | `telemetry` | [`telemetry::init_logging`]: a `tracing` subscriber writing text or JSON lines | yes |
 //! | `volume-check` | [`health::VolumeCheck`]: free space of a disk volume | yes |
+//! | `tls` | TLS to the database (`sslmode` / `ssl-mode`), Redis (`rediss://`) and NATS with rustls, no OpenSSL; [`tls::TlsConfig`] for a private authority | yes |
 //! | `nats` | NATS JetStream as an event sink and consumer transport ([`outbox`]) | no |
 //! | `test-seams` | `cache::PauseHook`, for tests that stop a cache reader mid-way | no |
 //!
@@ -127,6 +128,7 @@ mod schema;
 mod service;
 mod sync;
 pub mod telemetry;
+pub mod tls;
 pub mod tx;
 mod validate;
 

@@ -21,7 +21,9 @@ environment:
   SHOP_TOKENS      name:token,... bearer tokens (32 characters or more); unset: open development mode
   SHOP_ALLOW_OPEN  true: allow the open mode on an address other than loopback
   SHOP_RATE_LIMIT  requests a second per caller (default: no limit)
-  KEEL_LOG_FORMAT  text (default) or json";
+  KEEL_LOG_FORMAT  text (default) or json
+  KEEL_TLS_CA_FILE a PEM file of private authorities for TLS connections
+                   (sslmode=verify-full, ssl-mode=VERIFY_IDENTITY, rediss://, tls://)";
 
 #[tokio::main]
 async fn main() -> ExitCode {

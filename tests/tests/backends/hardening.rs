@@ -169,22 +169,6 @@ async fn every_connection_has_a_statement_timeout_and_a_transaction_puts_it_back
     }
 }
 
-/// Polls `future` `polls` times (yielding to the runtime in between, so
-/// that its I/O makes progress), then drops it: a caller that goes away
-/// mid-request, as a closed connection or a request timeout does.
-async fn drop_after<F: std::future::Future>(future: F, polls: usize) {
-    let mut future = std::pin::pin!(future);
-    for _ in 0..polls {
-        let ready =
-            std::future::poll_fn(|cx| std::task::Poll::Ready(future.as_mut().poll(cx).is_ready()))
-                .await;
-        if ready {
-            return;
-        }
-        tokio::task::yield_now().await;
-    }
-}
-
 /// A transaction whose caller goes away while its `BEGIN` is in flight
 /// (dropped after 0 to 40 polls, 120 times) must not leave its connection
 /// inside a transaction the driver no longer knows about: on a pool of one
@@ -207,7 +191,7 @@ async fn a_transaction_dropped_while_it_begins_leaves_no_connection_inside_it(en
     for attempt in 0..120usize {
         let keel = single.clone();
         let tx_ctx = ctx.clone();
-        drop_after(
+        keel_tests::drop_after(
             async move {
                 keel.transaction(&tx_ctx, TxOptions::new(), |tx| async move {
                     tx.service::<product::Entity>()

@@ -133,8 +133,17 @@ impl Cache {
 
     /// A cache as `config` says. With a Redis URL it connects lazily (Redis
     /// may be down at start) and subscribes to invalidations in the
-    /// background; it must then be made inside a Tokio runtime.
+    /// background; it must then be made inside a Tokio runtime. A
+    /// `rediss://` URL trusts the operating system's authorities (see
+    /// [`with_tls`](Self::with_tls) for a private one).
     pub fn new(config: &CacheConfig) -> Result<Cache> {
+        Cache::with_tls(config, &crate::tls::TlsConfig::default())
+    }
+
+    /// [`new`](Self::new), with `tls`'s authority and client certificate
+    /// for a `rediss://` URL (what [`Keel`](crate::Keel) does with its
+    /// [`KeelConfig::tls`](crate::KeelConfig::tls)).
+    pub fn with_tls(config: &CacheConfig, tls: &crate::tls::TlsConfig) -> Result<Cache> {
         let l1 = L1::with_options(
             l1_options(config),
             L1Weight,
@@ -143,7 +152,7 @@ impl Cache {
         );
         let redis = match &config.redis_url {
             None => None,
-            Some(url) => Some(RedisTier::new(url, config)?),
+            Some(url) => Some(RedisTier::new(url, config, tls)?),
         };
         let cache = Cache {
             inner: Arc::new(Inner {
@@ -213,7 +222,7 @@ impl Cache {
         if let Some(redis) = &self.inner.redis {
             use crate::health::CheckPolicy;
             health.register(
-                RedisCheck::new(&redis.url)?.with_breaker(redis.breaker.clone()),
+                RedisCheck::with_tls(&redis.url, &redis.tls)?.with_breaker(redis.breaker.clone()),
                 CheckPolicy::default(),
             )?;
             health.register(redis.breaker.health_check(), CheckPolicy::default())?;

@@ -33,7 +33,11 @@ pub(super) struct Invalidation {
 pub(super) enum RedisTier {}
 
 impl RedisTier {
-    pub(super) fn new(_url: &str, _config: &CacheConfig) -> Result<RedisTier> {
+    pub(super) fn new(
+        _url: &str,
+        _config: &CacheConfig,
+        _tls: &crate::tls::TlsConfig,
+    ) -> Result<RedisTier> {
         Err(Error::invalid_argument(
             "configuration",
             "REDIS_URL (the Redis cache tier) needs keel's `redis` cargo feature, which this build does not have",

@@ -24,7 +24,13 @@ impl RedisCheck {
     /// Checks the Redis server at `url` (`redis://host:port/db`). An invalid
     /// URL is `INVALID_ARGUMENT` (without the URL in the message).
     pub fn new(url: &str) -> crate::Result<Self> {
-        let client = redis::Client::open(url).map_err(|e| {
+        Self::with_tls(url, &crate::tls::TlsConfig::default())
+    }
+
+    /// [`new`](Self::new), with `tls`'s authority and client certificate
+    /// for a `rediss://` URL.
+    pub fn with_tls(url: &str, tls: &crate::tls::TlsConfig) -> crate::Result<Self> {
+        let client = crate::tls::redis_client(url, tls).map_err(|e| {
             crate::Error::invalid_argument(
                 "redis_url",
                 format!("the Redis URL is invalid: {}", e.kind_description()),

@@ -95,6 +95,8 @@ struct Scripts {
 
 pub(super) struct RedisTier {
     pub(super) url: String,
+    /// The authority and client certificate of a `rediss://` URL.
+    pub(super) tls: crate::tls::TlsConfig,
     client: redis::Client,
     connection: ConnectionManager,
     pub(super) breaker: Arc<CircuitBreaker>,
@@ -110,8 +112,12 @@ pub(super) struct RedisTier {
 }
 
 impl RedisTier {
-    pub(super) fn new(url: &str, config: &CacheConfig) -> Result<RedisTier> {
-        let client = redis::Client::open(url).map_err(|e| {
+    pub(super) fn new(
+        url: &str,
+        config: &CacheConfig,
+        tls: &crate::tls::TlsConfig,
+    ) -> Result<RedisTier> {
+        let client = crate::tls::redis_client(url, tls).map_err(|e| {
             Error::invalid_argument(
                 "redis_url",
                 format!("the Redis URL is invalid: {:?}", e.kind()),
@@ -130,6 +136,7 @@ impl RedisTier {
             })?;
         Ok(RedisTier {
             url: url.to_owned(),
+            tls: tls.clone(),
             client,
             connection,
             breaker: Arc::new(CircuitBreaker::new("redis", config.breaker.clone())),

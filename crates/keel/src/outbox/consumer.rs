@@ -365,7 +365,10 @@ impl Consumer {
     ) -> std::result::Result<(), String> {
         use async_nats::jetstream::{self, AckKind, consumer};
         use futures_util::StreamExt;
-        let client = async_nats::connect(url).await.map_err(|e| e.to_string())?;
+        let client = crate::tls::nats_options(&self.inner.keel.config().tls)
+            .connect(url)
+            .await
+            .map_err(|e| e.to_string())?;
         let context = jetstream::new(client);
         let stream = context
             .get_or_create_stream(jetstream::stream::Config {
@@ -429,7 +432,8 @@ impl Consumer {
         prefix: &str,
         mut stop: watch::Receiver<bool>,
     ) -> std::result::Result<(), String> {
-        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+        let client = crate::tls::redis_client(url, &self.inner.keel.config().tls)
+            .map_err(|e| e.to_string())?;
         let mut conn = client
             .get_multiplexed_async_connection()
             .await

@@ -18,6 +18,7 @@ pub struct NatsSink {
     stream: String,
     subjects: String,
     timeout: Duration,
+    tls: crate::tls::TlsConfig,
     context: Mutex<Option<async_nats::jetstream::Context>>,
 }
 
@@ -39,8 +40,17 @@ impl NatsSink {
             stream: stream.into(),
             subjects: format!("{service}.>"),
             timeout: Duration::from_secs(3),
+            tls: crate::tls::TlsConfig::default(),
             context: Mutex::new(None),
         }
+    }
+
+    /// Trusts `tls`'s authority, and presents its client certificate, when
+    /// the server speaks TLS (a `tls://` URL, or a server that requires it).
+    #[must_use]
+    pub fn with_tls(mut self, tls: crate::tls::TlsConfig) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// The JetStream context, connecting (and making sure the stream
@@ -52,7 +62,7 @@ impl NatsSink {
         }
         let client = tokio::time::timeout(
             self.timeout,
-            async_nats::ConnectOptions::new()
+            crate::tls::nats_options(&self.tls)
                 .connection_timeout(self.timeout)
                 .connect(self.url.as_str()),
         )

@@ -29,7 +29,18 @@ impl std::fmt::Debug for RedisSink {
 impl RedisSink {
     /// Publishes to the Redis at `url`.
     pub fn new(url: &str, prefix: impl Into<String>, max_len: usize) -> crate::Result<Self> {
-        let client = redis::Client::open(url).map_err(|e| {
+        Self::with_tls(url, prefix, max_len, &crate::tls::TlsConfig::default())
+    }
+
+    /// [`new`](Self::new), with `tls`'s authority and client certificate
+    /// for a `rediss://` URL.
+    pub fn with_tls(
+        url: &str,
+        prefix: impl Into<String>,
+        max_len: usize,
+        tls: &crate::tls::TlsConfig,
+    ) -> crate::Result<Self> {
+        let client = crate::tls::redis_client(url, tls).map_err(|e| {
             crate::Error::invalid_argument(
                 "KEEL_EVENTS_REDIS_URL",
                 format!("not a Redis URL: {}", crate::health::scrub(&e.to_string())),

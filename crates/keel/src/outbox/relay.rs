@@ -241,7 +241,11 @@ impl Relay {
     /// its sink, wire format and settings.
     pub fn new(keel: &Keel) -> Result<Relay> {
         let events = &keel.config().events;
-        let sink = sink::from_config(&events.sink, &keel.config().service_name)?;
+        let sink = sink::from_config(
+            &events.sink,
+            &keel.config().service_name,
+            &keel.config().tls,
+        )?;
         Ok(Relay::build(keel, sink, events.wire, events.relay.clone()))
     }
 

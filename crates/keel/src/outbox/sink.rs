@@ -86,29 +86,29 @@ pub trait Sink: Send + Sync + 'static {
 pub(crate) fn from_config(
     kind: &super::SinkKind,
     service: &str,
+    tls: &crate::tls::TlsConfig,
 ) -> crate::Result<Option<Arc<dyn Sink>>> {
     Ok(match kind {
         super::SinkKind::None | super::SinkKind::Bus => None,
         #[cfg(feature = "nats")]
-        super::SinkKind::Nats { url, stream } => Some(Arc::new(super::NatsSink::new(
-            url.clone(),
-            stream.clone(),
-            service,
-        ))),
+        super::SinkKind::Nats { url, stream } => Some(Arc::new(
+            super::NatsSink::new(url.clone(), stream.clone(), service).with_tls(tls.clone()),
+        )),
         #[cfg(feature = "redis")]
         super::SinkKind::Redis {
             url,
             prefix,
             max_len,
-        } => Some(Arc::new(super::RedisSink::new(
+        } => Some(Arc::new(super::RedisSink::with_tls(
             url,
             prefix.clone(),
             *max_len,
+            tls,
         )?)),
         // `KeelConfig::check` refuses a sink this build has no feature for.
         #[allow(unreachable_patterns, reason = "every sink has its feature")]
         other => {
-            let _ = service;
+            let _ = (service, tls);
             return Err(crate::Error::invalid_argument(
                 "configuration",
                 format!(

@@ -6,6 +6,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde_json::{Value, json};
+
 /// A running `shop serve`.
 pub(crate) struct Running {
     /// The process.
@@ -108,4 +110,89 @@ pub(crate) fn sigterm_child(child: &mut Child) -> std::process::ExitStatus {
 /// [`sigterm_child`] for a running server.
 pub(crate) fn sigterm_and_wait(mut running: Running) -> std::process::ExitStatus {
     sigterm_child(&mut running.child)
+}
+
+/// `shop worker` in `dir` with `env`.
+pub(crate) fn start_worker(dir: &std::path::Path, env: &[(&str, &str)]) -> Child {
+    command(dir, None, env)
+        .arg("worker")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("shop worker starts")
+}
+
+pub(crate) async fn post(client: &reqwest::Client, url: String, body: Value) -> Value {
+    let response = client.post(url).json(&body).send().await.expect("request");
+    assert!(response.status().is_success(), "{}", response.status());
+    response.json().await.expect("JSON")
+}
+
+/// Places two orders and cancels the second; returns their ids.
+pub(crate) async fn place_orders(client: &reqwest::Client, base: &str) -> (i64, i64) {
+    let product = post(
+        client,
+        format!("{base}/products"),
+        json!({"sku": "mug", "name": "Mug", "price_cents": 1200, "stock": 10}),
+    )
+    .await;
+    let customer = post(
+        client,
+        format!("{base}/customers"),
+        json!({"email": "ann@example.com", "name": "Ann"}),
+    )
+    .await;
+    let order = |quantity: i32| json!({"customer_id": customer["id"], "lines": [{"product_id": product["id"], "quantity": quantity}]});
+    let first = post(client, format!("{base}/orders"), order(2)).await;
+    let second = post(client, format!("{base}/orders"), order(3)).await;
+    let second_id = second["id"].as_i64().unwrap();
+    post(
+        client,
+        format!("{base}/orders/{second_id}/cancel"),
+        json!({}),
+    )
+    .await;
+    (first["id"].as_i64().unwrap(), second_id)
+}
+
+/// Waits until `GET /shipments` shows `want` (order id, status) pairs.
+pub(crate) async fn wait_for_shipments(
+    client: &reqwest::Client,
+    base: &str,
+    want: &[(i64, &str)],
+) -> Value {
+    let started = Instant::now();
+    loop {
+        let page: Value = client
+            .get(format!("{base}/shipments?order_by=order_id"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let got: Vec<(i64, String)> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["order_id"].as_i64().unwrap(),
+                    s["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        if got
+            .iter()
+            .map(|(o, s)| (*o, s.as_str()))
+            .eq(want.iter().copied())
+        {
+            return page;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "shipments are {got:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
