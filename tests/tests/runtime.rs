@@ -259,8 +259,10 @@ fn a_dependency_cycle_or_unknown_dependency_is_refused_when_building() {
 async fn graceful_shutdown_turns_unready_first_and_waits_for_work_in_flight() {
     let log = Arc::new(Mutex::new(Vec::new()));
     let runtime = six(&log).build().unwrap();
+    assert!(!runtime.health().is_started(), "the startup probe waits");
     runtime.start().await.unwrap();
     assert!(runtime.health().is_ready());
+    assert!(runtime.health().is_started());
     let work = runtime.work();
     let shutdown = tokio::spawn({
         let runtime = runtime.clone();
@@ -283,6 +285,11 @@ async fn graceful_shutdown_turns_unready_first_and_waits_for_work_in_flight() {
         .unwrap();
     assert_eq!(stops.len(), 6);
     assert_eq!(runtime.status(), ServiceStatus::Stopped);
+    assert!(
+        runtime.health().is_started(),
+        "started once is started for good"
+    );
+    assert!(!runtime.health().is_ready());
 }
 
 /// A check whose answer the test sets.

@@ -64,7 +64,7 @@ pub use fallback::{no_route, wrong_method};
 pub use handlers::parse_id;
 pub use layers::{HttpMetricsLayer, InFlightLayer, RequestIdLayer};
 pub use openapi::{ApiDoc, docs_routes, docs_routes_by_view};
-pub use ops::{http_metrics, ops_routes, probe_routes, report_routes};
+pub use ops::{http_metrics, info_routes, ops_routes, probe_routes, report_routes};
 pub use panic::{PanicResponse, catch_panic};
 pub use policy::{Access, Authorize, Operation, reveal_to_identified, writes_need_identity};
 pub use precondition::{etag, if_match};

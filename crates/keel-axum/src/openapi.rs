@@ -176,7 +176,7 @@ impl ApiDoc {
     }
 
     /// Adds the routes of [`ops_routes`](crate::ops_routes): `/health`,
-    /// `/health/live`, `/health/ready`, `/metrics`; with
+    /// `/health/started`, `/health/live`, `/health/ready`, `/metrics`; with
     /// [`bearer_auth`](Self::bearer_auth) (call it first), `/health` and
     /// `/metrics` need the token.
     #[must_use]
@@ -202,6 +202,13 @@ impl ApiDoc {
         }
         self.paths.insert("/health".into(), report);
         self.paths.insert(
+            "/health/started".into(),
+            probe(
+                "Startup: whether the service has finished starting (liveness is asked only after)",
+                "started",
+            ),
+        );
+        self.paths.insert(
             "/health/live".into(),
             probe("Liveness: whether the process should be restarted", "live"),
         );
@@ -219,6 +226,33 @@ impl ApiDoc {
             metrics["get"]["security"] = json!([{"bearer": []}]);
         }
         self.paths.insert("/metrics".into(), metrics);
+        self
+    }
+
+    /// Adds the route of [`info_routes`](crate::info_routes), `/info`; with
+    /// [`bearer_auth`](Self::bearer_auth) (call it first), it needs the token.
+    #[must_use]
+    pub fn info(mut self) -> Self {
+        let mut info = json!({"get": {
+            "tags": ["operations"],
+            "summary": "The service's name, version, source revision, and the Keel it runs on",
+            "operationId": "info",
+            "responses": {"200": {"description": "the build", "content": {"application/json": {"schema": {
+                "type": "object",
+                "required": ["name", "version", "keel_version", "keel_features"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "version": {"type": "string"},
+                    "revision": {"type": ["string", "null"], "description": "The source revision (a git commit), null when unknown."},
+                    "keel_version": {"type": "string"},
+                    "keel_features": {"type": "array", "items": {"type": "string"}},
+                },
+            }}}}},
+        }});
+        if self.bearer {
+            info["get"]["security"] = json!([{"bearer": []}]);
+        }
+        self.paths.insert("/info".into(), info);
         self
     }
 

@@ -12,6 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use keel::health::{HealthCoordinator, HealthStatus};
+use keel::lifecycle::BuildInfo;
 use keel::metrics::Metrics;
 
 #[derive(Clone)]
@@ -21,17 +22,20 @@ struct Ops {
 }
 
 /// `/health` (the full report: 200 when Healthy or Degraded, 503 when
-/// Unhealthy), `/health/live` and `/health/ready` (200 or 503), and, with a
-/// recorder, `/metrics` (Prometheus text). Probes read the coordinator's
-/// latest snapshot; they never run a check.
+/// Unhealthy), `/health/started`, `/health/live` and `/health/ready` (200
+/// or 503), and, with a recorder, `/metrics` (Prometheus text). Probes read
+/// the coordinator's latest snapshot; they never run a check.
 pub fn ops_routes(health: HealthCoordinator, metrics: Option<Metrics>) -> Router {
     probe_routes(health.clone()).merge(report_routes(health, metrics))
 }
 
-/// `/health/live` and `/health/ready` alone: what orchestrators poll, safe
-/// to leave public and outside rate limits (they say only yes or no).
+/// `/health/started`, `/health/live` and `/health/ready` alone: what
+/// orchestrators poll (Kubernetes' startup, liveness and readiness
+/// probes), safe to leave public and outside rate limits (they say only
+/// yes or no).
 pub fn probe_routes(health: HealthCoordinator) -> Router {
     Router::new()
+        .route("/health/started", get(started))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .with_state(Ops {
@@ -69,12 +73,24 @@ fn probe(ok: bool) -> Response {
     (status, Json(serde_json::json!({ "ok": ok }))).into_response()
 }
 
+async fn started(State(ops): State<Ops>) -> Response {
+    probe(ops.health.is_started())
+}
+
 async fn live(State(ops): State<Ops>) -> Response {
     probe(ops.health.is_live())
 }
 
 async fn ready(State(ops): State<Ops>) -> Response {
     probe(ops.health.is_ready())
+}
+
+/// `/info`: the service's name, version, source revision, and the Keel
+/// it runs on with its cargo features (`Runtime::build_info`). What an
+/// operator asks first of an instance; like `/health`, worth keeping to
+/// them.
+pub fn info_routes(info: BuildInfo) -> Router {
+    Router::new().route("/info", get(move || async move { Json(info.clone()) }))
 }
 
 async fn prometheus(State(ops): State<Ops>) -> Response {

@@ -268,15 +268,25 @@ async fn health_probes_and_metrics_with_route_templates() {
     let keel = db.builder().connect().await.unwrap();
     create_tables(&keel).await;
     let runtime = keel::lifecycle::Runtime::builder("shop", "1.0.0")
+        .revision("3f2a9c1d")
         .keel(&keel)
         .build()
         .unwrap();
+    let probes = keel_axum::probe_routes(runtime.health().clone());
+    assert_eq!(
+        send(&probes, "GET", "/health/started", None, &[])
+            .await
+            .status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not started yet"
+    );
     runtime.start().await.unwrap();
     let app = keel_axum::resource(keel.service::<product::Entity>())
         .merge(keel_axum::ops_routes(
             runtime.health().clone(),
             Some(metrics.clone()),
         ))
+        .merge(keel_axum::info_routes(runtime.build_info().clone()))
         .layer(axum::middleware::from_fn(keel_axum::http_metrics))
         .layer(axum::middleware::from_fn(keel_axum::request_id));
 
@@ -311,6 +321,23 @@ async fn health_probes_and_metrics_with_route_templates() {
         send(&app, "GET", "/health/ready", None, &[]).await.status,
         StatusCode::OK
     );
+    assert_eq!(
+        send(&app, "GET", "/health/started", None, &[]).await.status,
+        StatusCode::OK
+    );
+    let info = send(&app, "GET", "/info", None, &[]).await.body;
+    assert_eq!(
+        (&info["name"], &info["version"], &info["revision"]),
+        (&json!("shop"), &json!("1.0.0"), &json!("3f2a9c1d"))
+    );
+    assert_eq!(info["keel_version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        info["keel_features"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("prometheus")),
+        "{info}"
+    );
 
     let text = send(&app, "GET", "/metrics", None, &[]).await.body;
     let text = text.as_str().unwrap();
@@ -321,6 +348,7 @@ async fn health_probes_and_metrics_with_route_templates() {
         "keel_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1",
         "keel_http_request_duration_seconds_bucket{route=\"/products/{id}\",method=\"GET\",le=",
         "keel_http_requests_total{route=\"/products/{id}\",method=\"other\",status=\"405\"} 50",
+        "keel_build_info{service=\"shop\",version=\"1.0.0\",revision=\"3f2a9c1d\",keel_version=\"",
     ] {
         assert!(text.contains(line), "missing {line}\n{text}");
     }

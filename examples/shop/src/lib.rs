@@ -173,6 +173,7 @@ pub fn openapi(bearer: bool, view: View) -> ApiDoc {
         bearer,
     )
     .ops()
+    .info()
 }
 
 /// The generic routes of orders; placing, reading and cancelling one are
@@ -256,9 +257,10 @@ pub fn app(
                 .reveal_private(reveal),
         )
         .merge(orders::routes(keel.clone(), open))
-        // The full health report and the metrics are the staff's.
+        // The full health report, the metrics and the build are the staff's.
         .merge(
             keel_axum::report_routes(runtime.health().clone(), metrics)
+                .merge(keel_axum::info_routes(runtime.build_info().clone()))
                 .route_layer(from_fn_with_state(open, staff_only)),
         )
         .merge(docs)
@@ -356,6 +358,7 @@ pub async fn start(config: Config, subscribers: Vec<Subscription>) -> Result<Ser
         .await
         .map_err(|e| format!("cannot connect: {e} ({})", source_of(&e)))?;
     let mut runtime = Runtime::builder("shop", env!("CARGO_PKG_VERSION"))
+        .revision(env!("SHOP_GIT_REVISION"))
         .config(config.runtime.clone())
         .keel(&keel);
     if keel.outbox_enabled() {

@@ -1064,8 +1064,9 @@ async fn operations_and_restart(w: World) {
     assert_eq!(status, StatusCode::CREATED, "{order}");
     w.call(&s, Method::GET, "/products/1", None, &[]).await;
 
-    // The full report and the metrics are the staff's; the probes are public.
-    for path in ["/health", "/metrics"] {
+    // The full report, the metrics and the build are the staff's; the
+    // probes are public.
+    for path in ["/health", "/metrics", "/info"] {
         let (status, _, body) = w.call(&s, Method::GET, path, None, &[]).await;
         assert_eq!(
             (status, code(&body)),
@@ -1081,6 +1082,18 @@ async fn operations_and_restart(w: World) {
     assert_eq!(status, StatusCode::OK);
     let (status, _, _) = w.call(&s, Method::GET, "/health/live", None, &[]).await;
     assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = w.call(&s, Method::GET, "/health/started", None, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, info) = w.call(&s, Method::GET, "/info", None, &[AUTH]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(info["name"], "shop", "{info}");
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        info["keel_features"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty()),
+        "{info}"
+    );
     let (status, _, metrics) = w.call(&s, Method::GET, "/metrics", None, &[AUTH]).await;
     assert_eq!(status, StatusCode::OK);
     let metrics = metrics.as_str().expect("text").to_owned();
@@ -1090,6 +1103,12 @@ async fn operations_and_restart(w: World) {
             .any(|l| l.starts_with("keel_http_requests_total")
                 && l.contains("route=\"/products/{id}\"")
                 && l.contains("status=\"200\"")),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("keel_build_info{service=\"shop\"") && l.ends_with(" 1")),
         "{metrics}"
     );
     let (status, _, doc) = w.call(&s, Method::GET, "/openapi.json", None, &[]).await;
@@ -1104,6 +1123,8 @@ async fn operations_and_restart(w: World) {
         ("/orders", "get"),
         ("/orders/{id}/cancel", "post"),
         ("/health", "get"),
+        ("/health/started", "get"),
+        ("/info", "get"),
     ] {
         assert!(doc["paths"][path][method].is_object(), "{method} {path}");
     }

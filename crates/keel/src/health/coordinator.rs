@@ -31,6 +31,8 @@ struct Inner {
     period: Duration,
     entries: RwLock<Vec<Arc<Entry>>>,
     runtime: Mutex<Option<watch::Receiver<ServiceStatus>>>,
+    /// Whether the attached runtime has finished starting once.
+    started_once: AtomicBool,
     draining: AtomicBool,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -78,6 +80,7 @@ impl HealthCoordinator {
                 period: period.max(Duration::from_millis(10)),
                 entries: RwLock::new(Vec::new()),
                 runtime: Mutex::new(None),
+                started_once: AtomicBool::new(false),
                 draining: AtomicBool::new(false),
                 task: Mutex::new(None),
             }),
@@ -203,6 +206,19 @@ impl HealthCoordinator {
             });
         }
         overall
+    }
+
+    /// The startup probe: whether the service has finished starting (its
+    /// runtime reached Running once, and ran its first round of checks);
+    /// true for good after that, whatever follows. Orchestrators check
+    /// liveness only after it, so a slow start is not taken for a hang. A
+    /// coordinator without a runtime is started.
+    pub fn is_started(&self) -> bool {
+        self.inner.started_once.load(Ordering::SeqCst) || self.runtime_status().is_none()
+    }
+
+    pub(crate) fn mark_started(&self) {
+        self.inner.started_once.store(true, Ordering::SeqCst);
     }
 
     /// Liveness: the process works. It depends on nothing external: only a

@@ -10,10 +10,12 @@
 //! [`ServiceStatus`] moves only along legal transitions, and observers see
 //! every one.
 
+mod build_info;
 mod component;
 mod runtime;
 mod status;
 
+pub use build_info::{BuildInfo, FEATURES};
 pub use component::{Component, DatabaseComponent, RuntimeCheck};
 pub use runtime::{
     Runtime, RuntimeBuilder, RuntimeConfig, StartRecord, StartupError, StopRecord, WorkGuard,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, broadcast, watch};
 
 use super::component::{DatabaseComponent, DynComponent, RuntimeCheck};
-use super::{Component, ServiceStatus, StatusTracker, Transition};
+use super::{BuildInfo, Component, ServiceStatus, StatusTracker, Transition};
 use crate::health::{CheckPolicy, HealthCoordinator};
 use crate::resilience::RetryPolicy;
 use crate::sync::Unpoison as _;
@@ -106,6 +106,7 @@ struct Node {
 pub struct RuntimeBuilder {
     name: String,
     version: String,
+    revision: Option<String>,
     config: RuntimeConfig,
     nodes: Vec<Node>,
     keel: Option<Keel>,
@@ -124,6 +125,14 @@ impl std::fmt::Debug for RuntimeBuilder {
 }
 
 impl RuntimeBuilder {
+    /// The source revision the service was built from (a git commit), for
+    /// `/info` and the `keel_build_info` metric.
+    #[must_use]
+    pub fn revision(mut self, revision: impl Into<String>) -> Self {
+        self.revision = Some(revision.into());
+        self
+    }
+
     /// Sets the configuration.
     #[must_use]
     pub fn config(mut self, config: RuntimeConfig) -> Self {
@@ -167,8 +176,13 @@ impl RuntimeBuilder {
         if let Some(keel) = &self.keel {
             keel.cache().health_checks(&health)?;
         }
+        let mut info = BuildInfo::new(&self.name, &self.version);
+        if let Some(revision) = self.revision {
+            info = info.revision(revision);
+        }
         Ok(Runtime {
             inner: Arc::new(Inner {
+                info,
                 name: self.name,
                 status,
                 health,
@@ -281,6 +295,7 @@ pub struct StopRecord {
 }
 
 struct Inner {
+    info: BuildInfo,
     name: String,
     status: StatusTracker,
     health: HealthCoordinator,
@@ -331,10 +346,17 @@ impl Runtime {
         RuntimeBuilder {
             name: name.into(),
             version: version.into(),
+            revision: None,
             config: RuntimeConfig::default(),
             nodes: Vec::new(),
             keel: None,
         }
+    }
+
+    /// What this service is: name, version, revision, Keel's version and
+    /// features (`/info`).
+    pub fn build_info(&self) -> &BuildInfo {
+        &self.inner.info
     }
 
     /// The current status.
@@ -459,9 +481,12 @@ impl Runtime {
                 error,
             })?;
         inner.health.set_draining(false);
+        inner.info.record_metric();
         // The first round of checks runs before `start` returns, so probes
-        // never see a report without results.
+        // never see a report without results; then the startup probe says
+        // yes, for good.
         inner.health.run_once().await;
+        inner.health.mark_started();
         inner.health.start_after(inner.config.health_period);
         Ok(())
     }
