@@ -9,7 +9,10 @@
 //! (`all`, or a comma-separated list such as `postgres,mysql`): then the run fails.
 
 pub mod entities;
+mod pg;
 pub mod tls;
+
+pub use pg::PgCluster;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -2,7 +2,6 @@
 //! test's own, on free loopback ports, stopped and started again. The shared
 //! servers the other tests use are never touched.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,81 +9,8 @@ use keel::Keel;
 use keel::cache::RedisCheck;
 use keel::health::{CheckPolicy, DatabaseCheck, HealthCoordinator, HealthStatus};
 use keel::resilience::{BreakerConfig, BreakerState, CircuitBreaker};
+use keel_tests::PgCluster as Cluster;
 use keel_tests::RedisServer;
-use keel_tests::tls::pg_version;
-
-fn run(program: &str, args: &[&str]) {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A throwaway PostgreSQL cluster, dropped (and stopped) at the end.
-struct Cluster {
-    version: String,
-    name: String,
-    port: u16,
-}
-
-impl Cluster {
-    fn create() -> Option<Cluster> {
-        if Command::new("pg_createcluster")
-            .arg("--help")
-            .output()
-            .is_err()
-        {
-            return None;
-        }
-        let cluster = Cluster {
-            version: pg_version(),
-            name: format!("keelfault{}", std::process::id()),
-            port: RedisServer::free_port(),
-        };
-        let port = cluster.port.to_string();
-        run(
-            "pg_createcluster",
-            &[
-                &cluster.version,
-                &cluster.name,
-                "-p",
-                &port,
-                "--",
-                "--auth=trust",
-            ],
-        );
-        cluster.start();
-        Some(cluster)
-    }
-
-    fn start(&self) {
-        run("pg_ctlcluster", &[&self.version, &self.name, "start"]);
-    }
-
-    fn stop(&self) {
-        run(
-            "pg_ctlcluster",
-            &[&self.version, &self.name, "stop", "-m", "fast"],
-        );
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new("pg_dropcluster")
-            .args(["--stop", &self.version, &self.name])
-            .output();
-    }
-}
 
 async fn run_until(
     health: &HealthCoordinator,

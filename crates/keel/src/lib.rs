@@ -97,6 +97,7 @@
 //! | `volume-check` | [`health::VolumeCheck`]: free space of a disk volume | yes |
 //! | `tls` | TLS to the database (`sslmode` / `ssl-mode`), Redis (`rediss://`) and NATS with rustls, no OpenSSL; [`tls::TlsConfig`] for a private authority | yes |
 //! | `nats` | NATS JetStream as an event sink and consumer transport ([`outbox`]) | no |
+//! | `grpc-health` | `grpc.health.v1.Health` (`Check`, `Watch`) served by the runtime on `KEEL_GRPC_HEALTH_BIND` ([`health::GrpcHealth`], tonic) | no |
 //! | `test-seams` | `cache::PauseHook`, for tests that stop a cache reader mid-way | no |
 //!
 //! A setting that needs a feature the build lacks (a `postgres://`

@@ -107,3 +107,47 @@ async fn the_probes_and_routes_of_the_manifest_answer() {
     assert!(status.success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// With `KEEL_GRPC_HEALTH_BIND` the shop serves `grpc.health.v1.Health`:
+/// `SERVING` for the service, its database and outbox relay components and
+/// their checks, `NOT_FOUND` for a name it does not have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shop_serves_grpc_health_when_asked() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    let port = keel_tests::RedisServer::free_port();
+    let dir = std::env::temp_dir().join(format!("shop-grpc-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bind = format!("127.0.0.1:{port}");
+    let server = start_with(&dir, None, &[("KEEL_GRPC_HEALTH_BIND", bind.as_str())]);
+    let channel = tonic::transport::Channel::from_shared(format!("http://{bind}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("gRPC health answers");
+    let mut client = HealthClient::new(channel);
+    for service in ["", "database", "outbox-relay", "outbox"] {
+        let status = client
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{service:?}: {e}"))
+            .into_inner()
+            .status();
+        assert_eq!(status, ServingStatus::Serving, "{service:?}");
+    }
+    let unknown = client
+        .check(HealthCheckRequest {
+            service: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    let status = tokio::task::spawn_blocking(move || sigterm_and_wait(server))
+        .await
+        .unwrap();
+    assert!(status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -208,6 +208,14 @@ impl HealthCoordinator {
         overall
     }
 
+    /// Each check's status now, by name (the latest snapshot).
+    pub fn check_statuses(&self) -> Vec<(String, HealthStatus)> {
+        self.entries()
+            .iter()
+            .map(|entry| (entry.name.clone(), entry.state.lock().unpoisoned().status()))
+            .collect()
+    }
+
     /// The startup probe: whether the service has finished starting (its
     /// runtime reached Running once, and ran its first round of checks);
     /// true for good after that, whatever follows. Orchestrators check

@@ -21,6 +21,8 @@
 
 mod checks;
 mod coordinator;
+#[cfg(feature = "grpc-health")]
+mod grpc;
 mod service_status;
 mod state;
 #[cfg(feature = "volume-check")]
@@ -28,6 +30,9 @@ mod volume_check;
 
 pub use checks::DatabaseCheck;
 pub use coordinator::{CheckReport, HealthCoordinator, HealthReport, HistoryEntry};
+#[cfg(feature = "grpc-health")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc-health")))]
+pub use grpc::GrpcHealth;
 pub use service_status::ServiceStatus;
 pub use state::CheckState;
 #[cfg(feature = "volume-check")]

@@ -31,6 +31,9 @@ pub struct RuntimeConfig {
     pub drain_timeout: Duration,
     /// The health checks' period (default 10 s).
     pub health_period: Duration,
+    /// Where to serve gRPC health (`grpc.health.v1`; feature `grpc-health`),
+    /// or nowhere (the default).
+    pub grpc_health_bind: Option<std::net::SocketAddr>,
 }
 
 impl Default for RuntimeConfig {
@@ -43,14 +46,16 @@ impl Default for RuntimeConfig {
             drain_delay: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(10),
             health_period: Duration::from_secs(10),
+            grpc_health_bind: None,
         }
     }
 }
 
 impl RuntimeConfig {
     /// The defaults, overridden by `KEEL_START_ATTEMPTS`,
-    /// `KEEL_STOP_TIMEOUT_MS`, `KEEL_DRAIN_DELAY_MS`, `KEEL_DRAIN_TIMEOUT_MS`
-    /// and `KEEL_HEALTH_PERIOD_MS`.
+    /// `KEEL_STOP_TIMEOUT_MS`, `KEEL_DRAIN_DELAY_MS`, `KEEL_DRAIN_TIMEOUT_MS`,
+    /// `KEEL_HEALTH_PERIOD_MS` and `KEEL_GRPC_HEALTH_BIND` (`host:port`;
+    /// it needs keel's `grpc-health` cargo feature).
     pub fn from_env() -> Result<Self> {
         let mut config = RuntimeConfig::default();
         let ms = |name: &'static str| -> Result<Option<Duration>> {
@@ -72,6 +77,15 @@ impl RuntimeConfig {
         }
         if let Some(d) = ms("KEEL_HEALTH_PERIOD_MS")? {
             config.health_period = d;
+        }
+        if let Some(bind) = crate::env::parse::<std::net::SocketAddr>("KEEL_GRPC_HEALTH_BIND")? {
+            if !cfg!(feature = "grpc-health") {
+                return Err(Error::invalid_argument(
+                    "configuration",
+                    "KEEL_GRPC_HEALTH_BIND needs keel's `grpc-health` cargo feature, which this build does not have",
+                ));
+            }
+            config.grpc_health_bind = Some(bind);
         }
         Ok(config)
     }
@@ -164,10 +178,31 @@ impl RuntimeBuilder {
     /// Checks the graph (unique names, known dependencies, no cycle) and
     /// builds the runtime; its components' health checks and the runtime's
     /// own are registered on its coordinator.
-    pub fn build(self) -> Result<Runtime> {
-        let levels = levels(&self.nodes)?;
+    #[cfg_attr(
+        not(feature = "grpc-health"),
+        allow(unused_mut, reason = "only gRPC health adds a component here")
+    )]
+    pub fn build(mut self) -> Result<Runtime> {
         let status = StatusTracker::new();
         let health = HealthCoordinator::new(&self.name, &self.version, self.config.health_period);
+        #[cfg(feature = "grpc-health")]
+        let grpc_address = match self.config.grpc_health_bind {
+            Some(bind) => {
+                let components = self.nodes.iter().map(|n| n.name.clone()).collect();
+                let grpc = crate::health::GrpcHealth::new(
+                    bind,
+                    health.clone(),
+                    status.watch(),
+                    components,
+                );
+                let address = grpc.address();
+                // No dependency: it starts first and stops last.
+                self = self.component(grpc, &[]);
+                Some(address)
+            }
+            None => None,
+        };
+        let levels = levels(&self.nodes)?;
         health.attach_runtime(status.watch());
         health.register(RuntimeCheck::new(status.watch()), CheckPolicy::default())?;
         for node in &self.nodes {
@@ -183,6 +218,8 @@ impl RuntimeBuilder {
         Ok(Runtime {
             inner: Arc::new(Inner {
                 info,
+                #[cfg(feature = "grpc-health")]
+                grpc_address,
                 name: self.name,
                 status,
                 health,
@@ -296,6 +333,9 @@ pub struct StopRecord {
 
 struct Inner {
     info: BuildInfo,
+    /// Where gRPC health listens, once started.
+    #[cfg(feature = "grpc-health")]
+    grpc_address: Option<Arc<Mutex<Option<std::net::SocketAddr>>>>,
     name: String,
     status: StatusTracker,
     health: HealthCoordinator,
@@ -351,6 +391,17 @@ impl Runtime {
             nodes: Vec::new(),
             keel: None,
         }
+    }
+
+    /// Where gRPC health listens (`RuntimeConfig::grpc_health_bind`), once
+    /// started: with port 0, the port the system chose.
+    #[cfg(feature = "grpc-health")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "grpc-health")))]
+    pub fn grpc_health_address(&self) -> Option<std::net::SocketAddr> {
+        self.inner
+            .grpc_address
+            .as_ref()
+            .and_then(|a| *a.lock().unpoisoned())
     }
 
     /// What this service is: name, version, revision, Keel's version and
