@@ -21,6 +21,13 @@ use std::time::Duration;
 use keel::{Keel, KeelBuilder, KeelConfig};
 use sea_orm::{ConnectionTrait, Database, DbBackend};
 
+/// `keel_audit` as an older Keel made it on MySQL / MariaDB: the server's
+/// collation, whole-second times.
+pub const OLDER_MYSQL_AUDIT_TABLE: &str = "CREATE TABLE keel_audit (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, \
+     entity VARCHAR(64) NOT NULL, entity_id VARCHAR(128) NOT NULL, action VARCHAR(16) NOT NULL, \
+     actor VARCHAR(255) NOT NULL, tenant VARCHAR(255) NULL, request_id VARCHAR(128) NOT NULL, \
+     at TIMESTAMP NOT NULL, changes JSON NOT NULL)";
+
 /// A database the suite runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {

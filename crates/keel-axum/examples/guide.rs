@@ -197,3 +197,65 @@ async fn demo(keel: &Keel) -> keel::Result<()> {
     println!("stock now {}", products.get(&ctx, id).await?.stock);
     keel.close().await
 }
+
+/// The guide's "Migrations": Keel's tables in a sea-orm-migration
+/// `Migrator`, before the application's own (compiled here; the shop's
+/// `src/migrate.rs` runs a complete one).
+#[allow(dead_code)]
+mod migrations {
+    use keel::{KeelBuilder, KeelConfig};
+    use sea_orm_migration::prelude::*;
+
+    mod m20270101_000001_products {
+        use sea_orm_migration::prelude::*;
+
+        /// The products table, as `Keel::create_table` makes it.
+        pub struct Migration;
+
+        impl MigrationName for Migration {
+            fn name(&self) -> &str {
+                "m20270101_000001_products"
+            }
+        }
+
+        #[allow(elided_lifetimes_in_paths)]
+        #[async_trait::async_trait]
+        impl MigrationTrait for Migration {
+            async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                keel::migration::create_table(manager, crate::product::Entity).await
+            }
+
+            async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                manager
+                    .get_connection()
+                    .execute_unprepared("DROP TABLE products")
+                    .await
+                    .map(|_| ())
+            }
+        }
+    }
+
+    // guide:migrator
+    pub struct Migrator;
+
+    impl MigratorTrait for Migrator {
+        fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+            let mut migrations = keel::migration::migrations();
+            migrations.push(Box::new(m20270101_000001_products::Migration));
+            migrations
+        }
+    }
+    // guide:end
+
+    pub async fn run() -> keel::Result<()> {
+        // guide:migrate
+        // Keel creates nothing itself; the migrator does, one instance at a time.
+        let keel = KeelBuilder::from_config(KeelConfig::from_env()?)
+            .auto_migrate(false)
+            .connect()
+            .await?;
+        keel::migration::up::<Migrator>(keel.db(), None).await?;
+        // guide:end
+        keel.close().await
+    }
+}

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Schema};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
 
 use crate::config::{KeelConfig, PoolConfig, Secret};
 use crate::event::{EventBus, Subscription};
@@ -295,17 +295,10 @@ impl Keel {
     /// the database's defaults; a migration of the application's own should
     /// do the same (see [`check_schema`](Self::check_schema)).
     pub async fn create_table<E: sea_orm::EntityTrait>(&self, entity: E) -> Result<()> {
-        let backend = self.backend();
-        let schema = Schema::new(backend);
         let collation = crate::schema::exact_collation(self).await?;
-        let mut table = crate::schema::create_table(entity, backend, collation);
-        table.if_not_exists();
-        self.db().execute(&table).await.map_err(Error::from)?;
-        for mut index in schema.create_index_from_entity(entity) {
-            index.if_not_exists();
-            self.db().execute(&index).await.map_err(Error::from)?;
-        }
-        Ok(())
+        crate::schema::create_entity_table_with(self.db(), entity, collation)
+            .await
+            .map_err(Error::from)
     }
 
     /// Creates, if they do not exist, the indexes that resource `E`'s
@@ -331,7 +324,9 @@ impl Keel {
     /// # Ok(()) }
     /// ```
     pub async fn create_indexes<E: Resource>(&self) -> Result<Vec<String>> {
-        crate::schema::create_indexes::<E>(self).await
+        crate::schema::create_indexes::<E, _>(self.db())
+            .await
+            .map_err(Error::from)
     }
 
     /// Creates the tables Keel itself needs (`keel_audit`, `keel_outbox`,
@@ -339,7 +334,10 @@ impl Keel {
     /// Keel up to date (on MySQL: exact text, microsecond times). Run it
     /// once at start-up, before the first write.
     pub async fn migrate(&self) -> Result<()> {
-        crate::audit::log_table(self).await?;
+        let collation = crate::schema::exact_collation(self).await?;
+        crate::audit::log_table(self.db(), collation)
+            .await
+            .map_err(Error::from)?;
         crate::outbox::create_tables(self).await
     }
 

@@ -97,6 +97,7 @@
 //! | `volume-check` | [`health::VolumeCheck`]: free space of a disk volume | yes |
 //! | `tls` | TLS to the database (`sslmode` / `ssl-mode`), Redis (`rediss://`) and NATS with rustls, no OpenSSL; [`tls::TlsConfig`] for a private authority | yes |
 //! | `nats` | NATS JetStream as an event sink and consumer transport ([`outbox`]) | no |
+//! | `migration` | [`migration`]: Keel's tables as sea-orm-migration migrations for an application's `Migrator`, a locked `up` / `down`, and helpers for the application's own migrations; needs a database feature beside it | no |
 //! | `grpc-health` | `grpc.health.v1.Health` (`Check`, `Watch`) served by the runtime on `KEEL_GRPC_HEALTH_BIND` ([`health::GrpcHealth`], tonic) | no |
 //! | `test-seams` | `cache::PauseHook`, for tests that stop a cache reader mid-way | no |
 //!
@@ -120,6 +121,8 @@ mod input;
 mod keel;
 pub mod lifecycle;
 pub mod metrics;
+#[cfg(feature = "migration")]
+pub mod migration;
 pub mod outbox;
 pub mod query;
 mod redacted;

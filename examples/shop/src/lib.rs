@@ -83,6 +83,8 @@ impl Config {
             })
             .transpose()?;
         let mut keel = KeelConfig::from_env().map_err(|e| e.to_string())?;
+        // Keel's own tables are migrations of the shop's migrator.
+        keel.auto_migrate = false;
         if var("DATABASE_URL").is_none() {
             keel.database_url = DEFAULT_DATABASE_URL.to_owned();
         }
@@ -128,6 +130,7 @@ impl Config {
         let mut runtime = RuntimeConfig::default();
         runtime.drain_delay = Duration::from_millis(50);
         let mut keel = KeelConfig::new(database_url);
+        keel.auto_migrate = false;
         keel.service_name = "shop".to_owned();
         let http = ServeConfig::new().drain_timeout(runtime.drain_timeout);
         Config {
@@ -142,16 +145,25 @@ impl Config {
     }
 }
 
-/// Connects Keel (database, cache) with the shop's settings and runs the
-/// migrations.
+/// Connects Keel (database, cache) with the shop's settings and applies the
+/// pending migrations ([`migrate::up`]).
 pub async fn connect(config: &Config, subscribers: Vec<Subscription>) -> keel::Result<Keel> {
+    let keel = connect_only(config, subscribers).await?;
+    let ran = migrate::up(keel.db()).await?;
+    if ran > 0 {
+        tracing::info!(ran, "migrations applied");
+    }
+    Ok(keel)
+}
+
+/// Connects Keel (database, cache) with the shop's settings, without
+/// migrating.
+pub async fn connect_only(config: &Config, subscribers: Vec<Subscription>) -> keel::Result<Keel> {
     let mut builder = KeelBuilder::from_config(config.keel.clone());
     for s in subscribers {
         builder = builder.subscriber(s);
     }
-    let keel = builder.connect().await?;
-    migrate::run(&keel).await?;
-    Ok(keel)
+    builder.connect().await
 }
 
 /// The OpenAPI document of the shop as callers with `view` see it

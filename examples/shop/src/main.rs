@@ -8,9 +8,13 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use keel::telemetry::{LogFormat, init_logging};
-use shop::{Config, connect, migrate, seed, start};
+use shop::{Config, connect, connect_only, migrate, seed, start};
 
-const USAGE: &str = "usage: shop [serve | worker | seed --products N | migrate]
+const USAGE: &str = "usage: shop [serve | worker | seed --products N | migrate [status | down [N]]]
+
+  migrate          apply the pending migrations (serve and worker also do at start-up)
+  migrate status   list the migrations, applied or pending
+  migrate down [N] roll back the last N applied migrations (default 1)
 
 environment:
   BIND             where to listen (default 127.0.0.1:8080)
@@ -63,22 +67,56 @@ async fn main() -> ExitCode {
                 Err(_) => fail(&format!("--products takes a number, got {flag:?}\n{USAGE}")),
             }
         }
-        ["migrate"] => match connect(&config, Vec::new()).await {
-            Ok(keel) => {
-                println!(
-                    "migrations up to date ({} known)",
-                    migrate::MIGRATIONS.len()
-                );
-                let _ = keel.close().await;
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(&format!("migrate: {e}")),
-        },
+        ["migrate", rest @ ..] => migrate_command(config, rest).await,
         ["-h" | "--help" | "help"] => {
             println!("{USAGE}");
             ExitCode::SUCCESS
         }
         _ => fail(USAGE),
+    }
+}
+
+async fn migrate_command(config: Config, args: &[&str]) -> ExitCode {
+    let steps = match args {
+        [] | ["status"] | ["down"] => 1,
+        ["down", n] => match n.parse::<u32>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                return fail(&format!(
+                    "migrate down takes a number of migrations, got {n:?}"
+                ));
+            }
+        },
+        _ => return fail(USAGE),
+    };
+    let keel = match connect_only(&config, Vec::new()).await {
+        Ok(keel) => keel,
+        Err(e) => return fail(&format!("migrate: {e}")),
+    };
+    let outcome = match args {
+        [] => migrate::up(keel.db()).await.map(|ran| {
+            println!("{ran} migration(s) applied; the schema is up to date");
+        }),
+        ["status"] => migrate::status(keel.db()).await.map(|all| {
+            for (name, applied) in all {
+                println!("{}  {name}", if applied { "applied" } else { "pending" });
+            }
+        }),
+        _ => migrate::down(keel.db(), steps).await.map(|names| {
+            for name in &names {
+                println!("rolled back  {name}");
+            }
+            if names.is_empty() {
+                println!("no migration is applied");
+            }
+        }),
+    };
+    let _ = keel.close().await;
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        // The database's own message: this is the operator's terminal, and
+        // a failed migration needs it.
+        Err(e) => fail(&format!("migrate: {e}")),
     }
 }
 

@@ -983,14 +983,9 @@ async fn migrate_brings_an_older_audit_table_up_to_date(env: Env) {
         db.execute_unprepared("DROP TABLE keel_audit")
             .await
             .unwrap();
-        db.execute_unprepared(
-            "CREATE TABLE keel_audit (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, \
-             entity VARCHAR(64) NOT NULL, entity_id VARCHAR(128) NOT NULL, action VARCHAR(16) NOT NULL, \
-             actor VARCHAR(255) NOT NULL, tenant VARCHAR(255) NULL, request_id VARCHAR(128) NOT NULL, \
-             at TIMESTAMP NOT NULL, changes JSON NOT NULL)",
-        )
-        .await
-        .unwrap();
+        db.execute_unprepared(keel_tests::OLDER_MYSQL_AUDIT_TABLE)
+            .await
+            .unwrap();
     }
     env.keel.migrate().await.unwrap();
     env.keel.migrate().await.unwrap();

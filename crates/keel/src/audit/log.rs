@@ -260,20 +260,22 @@ impl AuditLog {
     }
 }
 
-/// Creates `keel_audit` and its index when the table does not exist yet.
-pub(crate) async fn create_table(keel: &Keel) -> Result<()> {
-    let db = keel.db();
-    if AuditTable::find().limit(1).all(db).await.is_ok() {
-        return crate::schema::upgrade_audit_table(keel).await;
+/// Creates `keel_audit` and its index when the table does not exist yet,
+/// and brings one made by an older Keel up to date (MySQL: exact text,
+/// microsecond times). `collation` is the server's exact collation (MySQL).
+pub(crate) async fn create_table<C: ConnectionTrait>(
+    db: &C,
+    collation: Option<&str>,
+) -> std::result::Result<(), DbErr> {
+    if crate::schema::table_exists(db, "keel_audit").await? {
+        return crate::schema::upgrade_audit_table(db, collation).await;
     }
-    let collation = crate::schema::exact_collation(keel).await?;
     db.execute(&crate::schema::create_table(
         AuditTable,
-        keel.backend(),
+        db.get_database_backend(),
         collation,
     ))
-    .await
-    .map_err(Error::from)?;
+    .await?;
     let index = sea_orm::sea_query::Index::create()
         .name("keel_audit_entity_row")
         .table(AuditTable)
@@ -281,6 +283,14 @@ pub(crate) async fn create_table(keel: &Keel) -> Result<()> {
         .col(Column::EntityId)
         .col(Column::Id)
         .to_owned();
-    db.execute(&index).await.map_err(Error::from)?;
+    db.execute(&index).await?;
     Ok(())
+}
+
+#[cfg(feature = "migration")]
+/// Drops `keel_audit` (with its history).
+pub(crate) async fn drop_table<C: ConnectionTrait>(db: &C) -> std::result::Result<(), DbErr> {
+    db.execute_unprepared("DROP TABLE IF EXISTS keel_audit")
+        .await
+        .map(|_| ())
 }

@@ -18,6 +18,8 @@ pub(crate) mod record;
 pub use log::{AuditEntry, AuditLog, HistoryQuery};
 
 pub(crate) use entry::Column as EntryColumn;
+#[cfg(feature = "migration")]
+pub(crate) use log::drop_table as drop_log_table;
 pub(crate) use log::{
     ENTRY_COLUMNS, append, create_table as log_table, entry_values, resource_changes, table,
 };

@@ -41,6 +41,10 @@ pub use redis_sink::RedisSink;
 pub use relay::{OutboxCheck, OutboxStats, Relay, RelayConfig, RelayStats};
 pub use sink::{Sink, SinkError, SinkFuture, WireFormat};
 
+#[cfg(feature = "migration")]
+pub(crate) use store::{
+    create_inbox_table, create_outbox_tables, drop_inbox_table, drop_outbox_tables,
+};
 pub(crate) use store::{create_tables, insert};
 
 use crate::env::parse as env_parse;

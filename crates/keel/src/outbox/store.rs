@@ -53,11 +53,10 @@ pub(crate) fn marks(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
-/// Creates `keel_outbox`, `keel_outbox_lock`, `keel_outbox_claims` and
-/// `keel_inbox` when they do not exist.
-pub(crate) async fn create_tables(keel: &Keel) -> Result<()> {
-    let db = keel.db();
-    let statements: &[&str] = match keel.backend() {
+/// Creates `keel_outbox`, `keel_outbox_lock` and `keel_outbox_claims`
+/// when they do not exist.
+pub(crate) async fn create_outbox_tables<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
+    let statements: &[&str] = match db.get_database_backend() {
         DbBackend::Postgres => &[
             "CREATE TABLE IF NOT EXISTS keel_outbox (
                 seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -84,13 +83,6 @@ pub(crate) async fn create_tables(keel: &Keel) -> Result<()> {
             // build of the outbox goes.
             "DROP TRIGGER IF EXISTS keel_outbox_notify ON keel_outbox",
             "DROP FUNCTION IF EXISTS keel_outbox_notify()",
-            "CREATE TABLE IF NOT EXISTS keel_inbox (
-                consumer VARCHAR(128) NOT NULL,
-                event_id VARCHAR(36) NOT NULL,
-                done_ms BIGINT NOT NULL,
-                outcome VARCHAR(8) NOT NULL,
-                error TEXT,
-                PRIMARY KEY (consumer, event_id))",
         ],
         DbBackend::MySql => &[
             "CREATE TABLE IF NOT EXISTS keel_outbox (
@@ -113,13 +105,6 @@ pub(crate) async fn create_tables(keel: &Keel) -> Result<()> {
                 topic VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
                 owner VARCHAR(64) NOT NULL,
                 until_ms BIGINT NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS keel_inbox (
-                consumer VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
-                event_id VARCHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
-                done_ms BIGINT NOT NULL,
-                outcome VARCHAR(8) NOT NULL,
-                error TEXT CHARACTER SET utf8mb4 NULL,
-                PRIMARY KEY (consumer, event_id))",
         ],
         _ => &[
             "CREATE TABLE IF NOT EXISTS keel_outbox (
@@ -140,26 +125,85 @@ pub(crate) async fn create_tables(keel: &Keel) -> Result<()> {
                 owner TEXT NOT NULL,
                 until_ms BIGINT NOT NULL)",
             "CREATE INDEX IF NOT EXISTS keel_outbox_done ON keel_outbox (done_ms) WHERE state <> 0",
-            "CREATE TABLE IF NOT EXISTS keel_inbox (
-                consumer TEXT NOT NULL,
-                event_id TEXT NOT NULL,
-                done_ms BIGINT NOT NULL,
-                outcome TEXT NOT NULL,
-                error TEXT,
-                PRIMARY KEY (consumer, event_id))",
         ],
     };
+    execute_all(db, statements).await
+}
+
+/// Creates `keel_inbox` when it does not exist.
+pub(crate) async fn create_inbox_table<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
+    let statement = match db.get_database_backend() {
+        DbBackend::Postgres => PG_INBOX,
+        DbBackend::MySql => MYSQL_INBOX,
+        _ => SQLITE_INBOX,
+    };
+    execute_all(db, &[statement]).await
+}
+
+/// Creates every table of the outbox and the inbox.
+pub(crate) async fn create_tables(keel: &Keel) -> Result<()> {
+    create_outbox_tables(keel.db()).await?;
+    create_inbox_table(keel.db()).await.map_err(Error::from)
+}
+
+#[cfg(feature = "migration")]
+/// Drops `keel_outbox`, `keel_outbox_lock` and `keel_outbox_claims` (with
+/// the events not yet sent).
+pub(crate) async fn drop_outbox_tables<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
+    execute_all(
+        db,
+        &[
+            "DROP TABLE IF EXISTS keel_outbox_claims",
+            "DROP TABLE IF EXISTS keel_outbox_lock",
+            "DROP TABLE IF EXISTS keel_outbox",
+        ],
+    )
+    .await
+}
+
+#[cfg(feature = "migration")]
+/// Drops `keel_inbox`.
+pub(crate) async fn drop_inbox_table<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
+    execute_all(db, &["DROP TABLE IF EXISTS keel_inbox"]).await
+}
+
+async fn execute_all<C: ConnectionTrait>(db: &C, statements: &[&str]) -> Result<(), DbErr> {
+    let postgres = db.get_database_backend() == DbBackend::Postgres;
     for text in statements {
         match db.execute_unprepared(text).await {
             Ok(_) => {}
             // Two instances migrating at once on PostgreSQL: `CREATE … IF
             // NOT EXISTS` can still collide on the catalog; the other won.
-            Err(err) if keel.backend() == DbBackend::Postgres && is_duplicate(&err) => {}
-            Err(err) => return Err(Error::from(err)),
+            Err(err) if postgres && is_duplicate(&err) => {}
+            Err(err) => return Err(err),
         }
     }
     Ok(())
 }
+
+const PG_INBOX: &str = "CREATE TABLE IF NOT EXISTS keel_inbox (
+                consumer VARCHAR(128) NOT NULL,
+                event_id VARCHAR(36) NOT NULL,
+                done_ms BIGINT NOT NULL,
+                outcome VARCHAR(8) NOT NULL,
+                error TEXT,
+                PRIMARY KEY (consumer, event_id))";
+
+const MYSQL_INBOX: &str = "CREATE TABLE IF NOT EXISTS keel_inbox (
+                consumer VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+                event_id VARCHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+                done_ms BIGINT NOT NULL,
+                outcome VARCHAR(8) NOT NULL,
+                error TEXT CHARACTER SET utf8mb4 NULL,
+                PRIMARY KEY (consumer, event_id))";
+
+const SQLITE_INBOX: &str = "CREATE TABLE IF NOT EXISTS keel_inbox (
+                consumer TEXT NOT NULL,
+                event_id TEXT NOT NULL,
+                done_ms BIGINT NOT NULL,
+                outcome TEXT NOT NULL,
+                error TEXT,
+                PRIMARY KEY (consumer, event_id))";
 
 fn is_duplicate(err: &DbErr) -> bool {
     let text = err.to_string();

@@ -38,7 +38,7 @@ use std::fmt;
 
 use sea_orm::sea_query::{Alias, ColumnType, Index, TableCreateStatement};
 use sea_orm::{
-    ConnectionTrait, DbBackend, EntityTrait, IdenStatic, Iterable, PrimaryKeyArity,
+    ConnectionTrait, DbBackend, DbErr, EntityTrait, IdenStatic, Iterable, PrimaryKeyArity,
     PrimaryKeyToColumn, PrimaryKeyTrait, RelationTrait, Schema, Statement,
 };
 
@@ -66,21 +66,26 @@ pub(crate) async fn exact_collation(keel: &Keel) -> Result<Option<&'static str>>
         return Ok(None);
     }
     keel.exact_collation_cell()
-        .get_or_try_init(|| lookup_exact_collation(keel))
+        .get_or_try_init(|| async { lookup_exact_collation(keel.db()).await.map_err(Error::from) })
         .await
         .copied()
 }
 
-async fn lookup_exact_collation(keel: &Keel) -> Result<Option<&'static str>> {
-    let rows = keel
-        .db()
+/// The exact collation of the server behind `db`, looked up each time
+/// (`None` off MySQL, or on a server with none).
+pub(crate) async fn lookup_exact_collation<C: ConnectionTrait>(
+    db: &C,
+) -> std::result::Result<Option<&'static str>, DbErr> {
+    if db.get_database_backend() != DbBackend::MySql {
+        return Ok(None);
+    }
+    let rows = db
         .query_all_raw(Statement::from_string(
             DbBackend::MySql,
             "SELECT COLLATION_NAME AS name FROM information_schema.COLLATIONS \
              WHERE COLLATION_NAME IN ('utf8mb4_nopad_bin', 'utf8mb4_0900_bin')",
         ))
-        .await
-        .map_err(Error::from)?;
+        .await?;
     let names: Vec<String> = rows
         .iter()
         .filter_map(|r| r.try_get::<String>("", "name").ok())
@@ -88,6 +93,58 @@ async fn lookup_exact_collation(keel: &Keel) -> Result<Option<&'static str>> {
     Ok(EXACT_COLLATIONS
         .into_iter()
         .find(|c| names.iter().any(|n| n == c)))
+}
+
+/// Whether table `name` exists in the connection's database (its current
+/// schema on PostgreSQL). Asked of the catalog, so it is safe inside a
+/// PostgreSQL transaction, where a failed probe would abort it.
+pub(crate) async fn table_exists<C: ConnectionTrait>(
+    db: &C,
+    name: &str,
+) -> std::result::Result<bool, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "SELECT 1 FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name = $1 LIMIT 1"
+        }
+        DbBackend::MySql => {
+            "SELECT 1 FROM information_schema.tables \
+             WHERE table_schema = DATABASE() AND table_name = ? LIMIT 1"
+        }
+        _ => "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ? LIMIT 1",
+    };
+    Ok(db
+        .query_one_raw(Statement::from_sql_and_values(backend, sql, [name.into()]))
+        .await?
+        .is_some())
+}
+
+#[cfg(feature = "migration")]
+/// Creates entity `E`'s table (as [`create_table`] writes it) and its
+/// indexes when they do not exist, on `db`.
+pub(crate) async fn create_entity_table<C: ConnectionTrait, E: EntityTrait>(
+    db: &C,
+    entity: E,
+) -> std::result::Result<(), DbErr> {
+    let collation = lookup_exact_collation(db).await?;
+    create_entity_table_with(db, entity, collation).await
+}
+
+pub(crate) async fn create_entity_table_with<C: ConnectionTrait, E: EntityTrait>(
+    db: &C,
+    entity: E,
+    collation: Option<&str>,
+) -> std::result::Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    let mut table = create_table(entity, backend, collation);
+    table.if_not_exists();
+    db.execute(&table).await?;
+    for mut index in Schema::new(backend).create_index_from_entity(entity) {
+        index.if_not_exists();
+        db.execute(&index).await?;
+    }
+    Ok(())
 }
 
 /// `CREATE TABLE` for entity `E`, as sea-orm writes it, except on MySQL:
@@ -356,19 +413,20 @@ pub(crate) async fn check<E: Resource>(keel: &Keel) -> Result<SchemaReport> {
 
 /// Brings an existing `keel_audit` made by an older Keel up to date on
 /// MySQL: exact text and microsecond times. Nothing to do elsewhere.
-pub(crate) async fn upgrade_audit_table(keel: &Keel) -> Result<()> {
-    let Some(collation) = exact_collation(keel).await? else {
+pub(crate) async fn upgrade_audit_table<C: ConnectionTrait>(
+    db: &C,
+    collation: Option<&str>,
+) -> std::result::Result<(), DbErr> {
+    let Some(collation) = collation else {
         return Ok(());
     };
-    let rows = keel
-        .db()
+    let rows = db
         .query_all_raw(Statement::from_string(
             DbBackend::MySql,
             "SELECT COLUMN_NAME AS name, COLLATION_NAME AS collation, DATETIME_PRECISION AS `precision` \
              FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'keel_audit'",
         ))
-        .await
-        .map_err(Error::from)?;
+        .await?;
     let mut text_inexact = false;
     let mut at_whole_seconds = false;
     for row in &rows {
@@ -386,19 +444,15 @@ pub(crate) async fn upgrade_audit_table(keel: &Keel) -> Result<()> {
         tracing::info!(
             "keel_audit: converting its text to {collation} (exact comparison of ids and tenants)"
         );
-        keel.db()
-            .execute_unprepared(&format!(
-                "ALTER TABLE keel_audit CONVERT TO CHARACTER SET utf8mb4 COLLATE {collation}"
-            ))
-            .await
-            .map_err(Error::from)?;
+        db.execute_unprepared(&format!(
+            "ALTER TABLE keel_audit CONVERT TO CHARACTER SET utf8mb4 COLLATE {collation}"
+        ))
+        .await?;
     }
     if at_whole_seconds {
         tracing::info!("keel_audit: `at` to DATETIME(6) (microseconds)");
-        keel.db()
-            .execute_unprepared("ALTER TABLE keel_audit MODIFY at DATETIME(6) NOT NULL")
-            .await
-            .map_err(Error::from)?;
+        db.execute_unprepared("ALTER TABLE keel_audit MODIFY at DATETIME(6) NOT NULL")
+            .await?;
     }
     Ok(())
 }
@@ -554,9 +608,10 @@ pub(crate) fn query_indexes<E: Resource>(backend: DbBackend) -> Vec<QueryIndex> 
 }
 
 /// Creates the missing [`query_indexes`] of `E`; returns the names of those it created.
-pub(crate) async fn create_indexes<E: Resource>(keel: &Keel) -> Result<Vec<String>> {
-    let backend = keel.backend();
-    let db = keel.db();
+pub(crate) async fn create_indexes<E: Resource, C: ConnectionTrait>(
+    db: &C,
+) -> std::result::Result<Vec<String>, DbErr> {
+    let backend = db.get_database_backend();
     let mut created = Vec::new();
     let table = E::default().table_name().to_owned();
     for index in query_indexes::<E>(backend) {
@@ -578,16 +633,45 @@ pub(crate) async fn create_indexes<E: Resource>(keel: &Keel) -> Result<Vec<Strin
         };
         let exists = db
             .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await
-            .map_err(Error::from)?
+            .await?
             .is_some();
         if exists {
             continue;
         }
-        db.execute_unprepared(&index.sql)
-            .await
-            .map_err(Error::from)?;
+        db.execute_unprepared(&index.sql).await?;
         created.push(index.name);
     }
     Ok(created)
+}
+
+#[cfg(feature = "migration")]
+/// Drops the [`query_indexes`] of `E` that exist.
+pub(crate) async fn drop_indexes<E: Resource, C: ConnectionTrait>(
+    db: &C,
+) -> std::result::Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    let table = E::default().table_name().to_owned();
+    for index in query_indexes::<E>(backend) {
+        let sql = match backend {
+            // MySQL has no `DROP INDEX IF EXISTS`, and names the table.
+            DbBackend::MySql => {
+                let exists = db
+                    .query_one_raw(Statement::from_sql_and_values(
+                        backend,
+                        "SELECT 1 FROM information_schema.statistics \
+                         WHERE table_schema = DATABASE() AND table_name = ? AND index_name = ? LIMIT 1",
+                        [table.as_str().into(), index.name.as_str().into()],
+                    ))
+                    .await?
+                    .is_some();
+                if !exists {
+                    continue;
+                }
+                format!("DROP INDEX `{}` ON `{table}`", index.name)
+            }
+            _ => format!("DROP INDEX IF EXISTS \"{}\"", index.name),
+        };
+        db.execute_unprepared(&sql).await?;
+    }
+    Ok(())
 }
