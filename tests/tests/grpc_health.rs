@@ -105,8 +105,11 @@ async fn grpc_health_follows_dependencies_and_shutdown() {
         .expect("a gRPC connection");
     let mut client = HealthClient::new(channel);
 
-    // Everything up: the service, each check, each component.
+    // Everything up: the service, each check, each component (each check
+    // from its first round on, which a busy machine may still be running).
     for service in ["", "database", "redis", "runtime"] {
+        let mut stream = watch(&mut client, service).await;
+        until(&mut stream, ServingStatus::Serving, Duration::from_secs(10)).await;
         assert_eq!(
             check(&mut client, service).await,
             Ok(ServingStatus::Serving),

@@ -123,11 +123,17 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         let route = request.extensions().get::<MatchedPath>().cloned();
         let method = crate::ops::method_label(request.method());
+        let span = http_span(&request, method, route.as_ref());
+        let inner = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
         HttpMetricsFuture {
-            inner: self.inner.call(request),
+            inner: tracing::Instrument::instrument(inner, span.clone()),
             route,
             method,
             started: Instant::now(),
+            span,
         }
     }
 }
@@ -137,10 +143,11 @@ pin_project_lite::pin_project! {
     /// counting and timing the response when it is ready.
     pub struct HttpMetricsFuture<F> {
         #[pin]
-        inner: F,
+        inner: tracing::instrument::Instrumented<F>,
         route: Option<MatchedPath>,
         method: &'static str,
         started: Instant,
+        span: tracing::Span,
     }
 }
 
@@ -160,8 +167,27 @@ where
         );
         counter.increment(1);
         histogram.record(this.started.elapsed().as_secs_f64());
+        keel::trace::record_status(this.span, response.status().as_u16());
         Poll::Ready(Ok(response))
     }
+}
+
+/// The request's span ([`keel::trace::http_request`]), a child of the
+/// caller's trace when the request has a `traceparent` header. Built only
+/// when traces are collected: otherwise a disabled span, and the headers
+/// are not read.
+fn http_span(request: &Request, method: &str, route: Option<&MatchedPath>) -> tracing::Span {
+    if !tracing::enabled!(target: "keel::span", tracing::Level::TRACE) {
+        return tracing::Span::none();
+    }
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let parent =
+        keel::trace::TraceContext::from_headers(header("traceparent"), header("tracestate"));
+    keel::trace::http_request(
+        method,
+        route.map_or("unmatched", MatchedPath::as_str),
+        parent.as_ref(),
+    )
 }
 
 /// Counts every request as in-flight work of a [`Runtime`] until its

@@ -75,9 +75,28 @@ impl Keel {
         config.check()?;
         #[cfg(feature = "tls")]
         crate::tls::install_crypto_provider();
-        let db = Database::connect(connect_options(&config))
+        #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
+        let mut db = Database::connect(connect_options(&config))
             .await
             .map_err(|e| crate::tls::connect_error(&config.database_url, e.into()))?;
+        // A span of each statement, when traces are exported (nothing is
+        // hooked in otherwise).
+        #[cfg(feature = "otel")]
+        if crate::telemetry::tracing_active() {
+            let system = match db.get_database_backend() {
+                DbBackend::Postgres => "postgresql",
+                DbBackend::MySql => "mysql",
+                _ => "sqlite",
+            };
+            db.set_metric_callback(move |info| {
+                crate::trace::otel::statement(
+                    system,
+                    &info.statement.sql,
+                    info.elapsed,
+                    info.failed,
+                );
+            });
+        }
         // A TLS server whose certificate does not verify stops start-up
         // here; one that is down does not (the cache and the outbox wait).
         crate::tls::check_servers(&config).await?;

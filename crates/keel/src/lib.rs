@@ -98,6 +98,7 @@
 //! | `tls` | TLS to the database (`sslmode` / `ssl-mode`), Redis (`rediss://`) and NATS with rustls, no OpenSSL; [`tls::TlsConfig`] for a private authority | yes |
 //! | `nats` | NATS JetStream as an event sink and consumer transport ([`outbox`]) | no |
 //! | `migration` | [`migration`]: Keel's tables as sea-orm-migration migrations for an application's `Migrator`, a locked `up` / `down`, and helpers for the application's own migrations; needs a database feature beside it | no |
+//! | `otel` | OpenTelemetry traces over OTLP (HTTP/protobuf or gRPC) from the standard `OTEL_*` variables, set up by [`telemetry::init_logging`]; the spans are listed in [`trace`] | no |
 //! | `grpc-health` | `grpc.health.v1.Health` (`Check`, `Watch`) served by the runtime on `KEEL_GRPC_HEALTH_BIND` ([`health::GrpcHealth`], tonic) | no |
 //! | `test-seams` | `cache::PauseHook`, for tests that stop a cache reader mid-way | no |
 //!
@@ -133,6 +134,7 @@ mod service;
 mod sync;
 pub mod telemetry;
 pub mod tls;
+pub mod trace;
 pub mod tx;
 mod validate;
 

@@ -27,7 +27,9 @@ environment:
   SHOP_RATE_LIMIT  requests a second per caller (default: no limit)
   KEEL_LOG_FORMAT  text (default) or json
   KEEL_TLS_CA_FILE a PEM file of private authorities for TLS connections
-                   (sslmode=verify-full, ssl-mode=VERIFY_IDENTITY, rediss://, tls://)";
+                   (sslmode=verify-full, ssl-mode=VERIFY_IDENTITY, rediss://, tls://)
+  OTEL_EXPORTER_OTLP_ENDPOINT  export OpenTelemetry traces to this collector (OTLP;
+                   with OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, OTEL_EXPORTER_OTLP_PROTOCOL)";
 
 #[tokio::main]
 async fn main() -> ExitCode {

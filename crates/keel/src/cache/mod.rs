@@ -397,11 +397,14 @@ impl Cache {
         if self.inner.redis.is_some() && !policy.l1 {
             return None;
         }
+        let span = crate::trace::cache_lookup("memory");
+        let _entered = span.enter();
         let hash = l1_key.hash(&self.inner.hasher);
         if let Some(entry) = self.l1_get(hash)
             && l1_key.matches(&entry.key)
             && let Some(value) = entry.value.downcast_ref::<T>()
         {
+            span.record("keel.cache.hit", true);
             self.count("l1", "hit");
             let json = json.and_then(|hidden| match &entry.json {
                 Some(full) if hidden.is_empty() => Some(full.clone()),
@@ -409,6 +412,7 @@ impl Cache {
             });
             return Some((value.clone(), json));
         }
+        span.record("keel.cache.hit", false);
         self.count("l1", "miss");
         None
     }
@@ -447,7 +451,14 @@ impl Cache {
         // L2, noting the generation the store will be checked against.
         let mut noted = None;
         if let Some(redis) = redis {
-            match redis.read(self, &keys).await {
+            let span = crate::trace::cache_lookup("redis");
+            let found =
+                tracing::Instrument::instrument(redis.read(self, &keys), span.clone()).await;
+            span.record(
+                "keel.cache.hit",
+                found.as_ref().is_some_and(|f| f.value.is_some()),
+            );
+            match found {
                 Some(found) => {
                     if let Some(bytes) = found.value {
                         match serde_json::from_slice::<T>(&bytes) {

@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use crate::audit::{Change, REDACTED};
+use crate::trace::TraceContext;
 use crate::{Context, Resource, WriteAction};
 
 /// One event: what happened, to what, when, by whom.
@@ -48,6 +49,10 @@ pub struct Event {
     pub request_id: String,
     /// The payload.
     pub data: Value,
+    /// The trace it belongs to (W3C `traceparent` / `tracestate`), when the
+    /// write that emitted it was traced: a consumer continues that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceContext>,
 }
 
 impl Event {
@@ -69,6 +74,7 @@ impl Event {
             tenant: ctx.tenant().map(str::to_owned),
             request_id: ctx.request_id().to_owned(),
             data,
+            trace: TraceContext::current(),
         }
     }
 
@@ -133,7 +139,9 @@ impl Event {
     }
 
     /// The CloudEvents 1.0 JSON form (structured mode). Keel's own attributes
-    /// are extensions: `keelactor`, `keeltenant`, `keelrequestid`, `keelservice`.
+    /// are extensions: `keelactor`, `keeltenant`, `keelrequestid`, `keelservice`;
+    /// a traced event has the distributed-tracing extension's `traceparent`
+    /// (and `tracestate`).
     pub fn to_cloudevent(&self) -> Value {
         let mut out = json!({
             "specversion": "1.0",
@@ -152,6 +160,12 @@ impl Event {
         }
         if let Some(tenant) = &self.tenant {
             out["keeltenant"] = json!(tenant);
+        }
+        if let Some(trace) = &self.trace {
+            out["traceparent"] = json!(trace.traceparent);
+            if let Some(state) = &trace.tracestate {
+                out["tracestate"] = json!(state);
+            }
         }
         out
     }
@@ -185,6 +199,10 @@ impl Event {
             tenant: text("keeltenant"),
             request_id: text("keelrequestid").unwrap_or_default(),
             data: value.get("data").cloned().unwrap_or(Value::Null),
+            trace: TraceContext::from_headers(
+                text("traceparent").as_deref(),
+                text("tracestate").as_deref(),
+            ),
         })
     }
 
@@ -207,6 +225,7 @@ impl Event {
             tenant: None,
             request_id: String::new(),
             data: value.get("payload").cloned().unwrap_or(Value::Null),
+            trace: None,
         })
     }
 }

@@ -584,6 +584,8 @@ impl Runtime {
         if self.status() == ServiceStatus::Stopping {
             let _ = self.inner.status.transition(ServiceStatus::Stopped, None);
         }
+        // The last spans (of the drain and the stops) go to the collector.
+        crate::telemetry::flush_traces();
         records
     }
 

@@ -244,6 +244,24 @@ impl Consumer {
     /// The loops call it for each delivery; call it yourself to consume
     /// from a transport of your own.
     pub async fn handle(&self, event: Event) -> Result<Handled> {
+        let span =
+            crate::trace::consume(&self.inner.name, &event.event_type, &event.id.to_string());
+        if let Some(trace) = &event.trace {
+            trace.adopt(&span);
+        }
+        let outcome =
+            tracing::Instrument::instrument(self.handle_in_span(event), span.clone()).await;
+        match &outcome {
+            Ok(Handled::Done) => span.record("keel.outcome", "handled"),
+            Ok(Handled::Duplicate) => span.record("keel.outcome", "duplicate"),
+            Err(_) => span
+                .record("keel.outcome", "failed")
+                .record("otel.status_code", "ERROR"),
+        };
+        outcome
+    }
+
+    async fn handle_in_span(&self, event: Event) -> Result<Handled> {
         let inner = &self.inner;
         let mut ctx = Context::actor(format!("consumer:{}", inner.name))
             .with_request_id(event.request_id.clone());
@@ -411,7 +429,18 @@ impl Consumer {
                 .as_ref()
                 .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
                 .map(|v| v.as_str().to_owned());
-            let event = decode(self.inner.wire, &message.payload, id.as_deref());
+            let header = |name: &str| {
+                message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(name))
+                    .map(|v| v.as_str().to_owned())
+            };
+            let trace = crate::trace::TraceContext::from_headers(
+                header("traceparent").as_deref(),
+                header("tracestate").as_deref(),
+            );
+            let event = decode(self.inner.wire, &message.payload, id.as_deref(), trace);
             let id =
                 id.unwrap_or_else(|| event.as_ref().map(|e| e.id.to_string()).unwrap_or_default());
             let ack = match self.deliver(event, &id, attempt).await {
@@ -543,7 +572,15 @@ impl Consumer {
                 .map(|(_, v)| v.as_slice())
         };
         let id = field("id").and_then(|v| std::str::from_utf8(v).ok());
-        let event = decode(self.inner.wire, field("data").unwrap_or_default(), id);
+        let text = |name: &str| field(name).and_then(|v| std::str::from_utf8(v).ok());
+        let trace =
+            crate::trace::TraceContext::from_headers(text("traceparent"), text("tracestate"));
+        let event = decode(
+            self.inner.wire,
+            field("data").unwrap_or_default(),
+            id,
+            trace,
+        );
         let id = id.map(str::to_owned).unwrap_or_else(|| entry.to_owned());
         match self.deliver(event, &id, attempt).await {
             Delivery::Ack | Delivery::Dead => {
@@ -573,8 +610,15 @@ enum Delivery {
 }
 
 /// Decodes a payload in `wire` form; `id` (the transport's message id)
-/// wins over the payload's own.
-fn decode(wire: WireFormat, payload: &[u8], id: Option<&str>) -> Result<Event> {
+/// and `trace` (its trace context: the publish's span) win over the
+/// payload's own.
+#[cfg_attr(not(any(feature = "nats", feature = "redis")), allow(dead_code))]
+fn decode(
+    wire: WireFormat,
+    payload: &[u8],
+    id: Option<&str>,
+    trace: Option<crate::trace::TraceContext>,
+) -> Result<Event> {
     let value: serde_json::Value = serde_json::from_slice(payload)
         .map_err(|e| Error::invalid_argument("event", format!("the payload is not JSON: {e}")))?;
     let mut event = match wire {
@@ -586,6 +630,9 @@ fn decode(wire: WireFormat, payload: &[u8], id: Option<&str>) -> Result<Event> {
     })?;
     if let Some(id) = id.and_then(|id| uuid::Uuid::parse_str(id).ok()) {
         event.id = id;
+    }
+    if trace.is_some() {
+        event.trace = trace;
     }
     Ok(event)
 }

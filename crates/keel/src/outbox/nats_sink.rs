@@ -108,10 +108,19 @@ impl Sink for NatsSink {
                 )));
             }
             let context = self.context().await?;
-            let message = async_nats::jetstream::message::PublishMessage::build()
+            let mut message = async_nats::jetstream::message::PublishMessage::build()
                 .payload(bytes::Bytes::copy_from_slice(payload))
                 .message_id(event.id.to_string())
                 .header("Content-Type", "application/json");
+            // The publish span's context (the event's own without one).
+            if let Some(trace) =
+                crate::trace::TraceContext::current().or_else(|| event.trace.clone())
+            {
+                message = message.header("traceparent", trace.traceparent.as_str());
+                if let Some(state) = &trace.tracestate {
+                    message = message.header("tracestate", state.as_str());
+                }
+            }
             let sent = context.send_publish(subject.to_owned(), message).await;
             let acked = match sent {
                 Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),

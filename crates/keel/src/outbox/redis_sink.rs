@@ -100,6 +100,15 @@ impl Sink for RedisSink {
                 .arg(&event.event_type)
                 .arg("data")
                 .arg(payload);
+            // The publish span's context (the event's own without one).
+            if let Some(trace) =
+                crate::trace::TraceContext::current().or_else(|| event.trace.clone())
+            {
+                cmd.arg("traceparent").arg(trace.traceparent);
+                if let Some(state) = trace.tracestate {
+                    cmd.arg("tracestate").arg(state);
+                }
+            }
             match tokio::time::timeout(self.timeout, cmd.query_async::<String>(&mut conn)).await {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => {

@@ -513,7 +513,17 @@ impl Relay {
         };
         if let Some(sink) = &self.inner.sink {
             let payload = self.inner.wire.encode(&event);
-            if let Err(err) = sink.publish(topic, &event, &payload).await {
+            let span = crate::trace::publish(sink.name(), topic, &event.id.to_string());
+            if let Some(trace) = &event.trace {
+                trace.adopt(&span);
+            }
+            let sent = tracing::Instrument::instrument(
+                sink.publish(topic, &event, &payload),
+                span.clone(),
+            )
+            .await;
+            if let Err(err) = sent {
+                span.record("otel.status_code", "ERROR");
                 return Outcome::Failed(err);
             }
         }

@@ -216,6 +216,11 @@ pub(crate) async fn insert<C: ConnectionTrait>(conn: &C, events: &[Event]) -> Re
     if events.is_empty() {
         return Ok(());
     }
+    let span = crate::trace::outbox_write(events.len());
+    tracing::Instrument::instrument(insert_rows(conn, events), span).await
+}
+
+async fn insert_rows<C: ConnectionTrait>(conn: &C, events: &[Event]) -> Result<(), DbErr> {
     let backend = conn.get_database_backend();
     let created = now_ms();
     // Many rows: stay below every backend's limit on bound values.

@@ -214,7 +214,8 @@ impl<E: Resource> BaseService<E> {
         F: Future<Output = Result<T>> + 'a,
         T: 'a,
     {
-        let work = Box::pin(work);
+        let span = crate::trace::operation(E::NAME, operation);
+        let work = Box::pin(tracing::Instrument::instrument(work, span.clone()));
         async move {
             let started = std::time::Instant::now();
             let result = work.await;
@@ -225,8 +226,10 @@ impl<E: Resource> BaseService<E> {
             };
             crate::metrics::record_operation(E::NAME, operation, outcome, took.as_secs_f64());
             let duration_ms = took.as_secs_f64() * 1000.0;
+            let entered = span.enter();
             match &result {
                 Err(err @ (Error::Internal { .. } | Error::CommitOutcomeUnknown { .. })) => {
+                    crate::trace::record_outcome(&span, outcome, true);
                     let cause = std::error::Error::source(err)
                         .map(ToString::to_string)
                         .unwrap_or_default();
@@ -241,16 +244,20 @@ impl<E: Resource> BaseService<E> {
                         "operation failed"
                     );
                 }
-                _ => tracing::info!(
-                    target: "keel::operation",
-                    entity = E::NAME,
-                    operation,
-                    outcome,
-                    duration_ms,
-                    request_id = ctx.request_id(),
-                    "operation"
-                ),
+                _ => {
+                    crate::trace::record_outcome(&span, outcome, false);
+                    tracing::info!(
+                        target: "keel::operation",
+                        entity = E::NAME,
+                        operation,
+                        outcome,
+                        duration_ms,
+                        request_id = ctx.request_id(),
+                        "operation"
+                    );
+                }
             }
+            drop(entered);
             result
         }
     }

@@ -23,7 +23,11 @@ impl<E: Resource> BaseService<E> {
     /// The row with key `id`, or `None` (also when soft-deleted or another tenant's).
     pub async fn find(&self, ctx: &Context, id: impl Into<E::Key>) -> Result<Option<E::Model>> {
         let id = id.into();
-        self.observe(ctx, "find", self.find_row(ctx, &id)).await
+        self.observe(ctx, "find", async {
+            crate::trace::record_key(&id);
+            self.find_row(ctx, &id).await
+        })
+        .await
     }
 
     async fn find_row(&self, ctx: &Context, id: &E::Key) -> Result<Option<E::Model>> {
@@ -112,6 +116,7 @@ impl<E: Resource> BaseService<E> {
     pub async fn get_for_update(&self, ctx: &Context, id: impl Into<E::Key>) -> Result<E::Model> {
         self.observe(ctx, "get_for_update", async {
             let id = id.into();
+            crate::trace::record_key(&id);
             let Some(tx) = &self.tx else {
                 return Err(Error::invalid_argument(
                     "transaction",
@@ -129,6 +134,7 @@ impl<E: Resource> BaseService<E> {
     pub async fn get(&self, ctx: &Context, id: impl Into<E::Key>) -> Result<E::Model> {
         let id = id.into();
         self.observe(ctx, "get", async {
+            crate::trace::record_key(&id);
             self.find_row(ctx, &id)
                 .await?
                 .ok_or_else(|| Self::not_found(&id))
@@ -159,6 +165,7 @@ impl<E: Resource> BaseService<E> {
     ) -> Result<crate::RowJson<E::Model>> {
         let id = id.into();
         self.observe(ctx, "get", async {
+            crate::trace::record_key(&id);
             let (row, json) = self.find_row_json(ctx, &id, Some(view)).await?;
             let row = row.ok_or_else(|| Self::not_found(&id))?;
             let json = match json {

@@ -130,6 +130,7 @@ impl<E: Resource> BaseService<E> {
         mut patch: E::Patch,
         expected: Option<i64>,
     ) -> Result<E::Model> {
+        crate::trace::record_key(&id);
         E::validate_patch(&patch)?;
         Self::check_versioned(expected)?;
         if let Some(version) = expected {
@@ -254,6 +255,7 @@ impl<E: Resource> BaseService<E> {
     }
 
     async fn delete_checked(&self, ctx: &Context, id: E::Key, expected: Option<i64>) -> Result<()> {
+        crate::trace::record_key(&id);
         let hooks = self.hooks();
         let hooks: HookSlice<'_, E> = &hooks;
         let id = &id;
@@ -313,6 +315,7 @@ impl<E: Resource> BaseService<E> {
     pub async fn restore(&self, ctx: &Context, id: impl Into<E::Key>) -> Result<E::Model> {
         self.observe(ctx, "restore", async {
             let id = id.into();
+            crate::trace::record_key(&id);
             let Some(deleted_at) = E::COLUMNS.deleted_at else {
                 return Err(Error::invalid_argument(
                     "id",

@@ -303,10 +303,23 @@ where
     let mut delays = options.retry_policy().delays();
     let mut attempt = 1;
     loop {
-        let failure = match attempt_once(keel, ctx, options, &mut f).await {
-            Ok(value) => return Ok(value),
-            Err(failure) if failure.is_aborted() => failure,
-            Err(failure) => return Err(failure),
+        let span = crate::trace::transaction_attempt(attempt);
+        let outcome =
+            tracing::Instrument::instrument(attempt_once(keel, ctx, options, &mut f), span.clone())
+                .await;
+        let failure = match outcome {
+            Ok(value) => {
+                span.record("keel.outcome", "committed");
+                return Ok(value);
+            }
+            Err(failure) if failure.is_aborted() => {
+                span.record("keel.outcome", "lost a race");
+                failure
+            }
+            Err(failure) => {
+                span.record("keel.outcome", "failed");
+                return Err(failure);
+            }
         };
         let Some(delay) = delays.next() else {
             tracing::warn!(

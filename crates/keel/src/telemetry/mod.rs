@@ -35,18 +35,68 @@ impl LogFormat {
 #[cfg_attr(docsrs, doc(cfg(feature = "telemetry")))]
 /// Installs a `tracing` subscriber writing to standard output in `format`,
 /// filtered by `RUST_LOG` (default `info`). Fails if one is installed already.
+///
+/// With the `otel` feature, it also exports traces over OTLP when the
+/// standard variables ask for it ([`TracingConfig::from_env`]: an
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`, ...), and each log line written inside a
+/// traced span carries its `trace_id` and `span_id`. A configuration it
+/// cannot honour (an unknown sampler or protocol, a ratio out of range)
+/// is an error here, before anything runs; a collector that is down or
+/// refuses costs nothing but a logged warning: spans wait in a bounded
+/// queue, exports are retried with backoff a bounded number of times,
+/// then dropped, and no request ever waits on them.
 pub fn init_logging(format: LogFormat) -> Result<()> {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let installed = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    #[cfg(feature = "otel")]
+    let tracing = TracingConfig::from_env()?;
+    let fmt = tracing_subscriber::fmt::layer();
+    let fmt = match format {
+        LogFormat::Text => fmt
+            .event_format(ids::WithTraceIds::new(
+                tracing_subscriber::fmt::format(),
+                false,
+            ))
+            .boxed(),
+        LogFormat::Json => fmt
+            .json()
+            .flatten_event(true)
+            .map_event_format(|inner| ids::WithTraceIds::new(inner, true))
+            .boxed(),
     };
-    installed.map_err(|e| Error::internal(format!("cannot install the log subscriber: {e}")))?;
+    let subscriber = tracing_subscriber::registry().with(fmt.with_filter(filter));
+    #[cfg(feature = "otel")]
+    let subscriber = subscriber.with(match tracing {
+        Some(config) => Some(otel::layer(&config)?),
+        None => None,
+    });
+    let dispatch = tracing::Dispatch::new(subscriber);
+    #[cfg(feature = "otel")]
+    ids::remember(&dispatch);
+    tracing::dispatcher::set_global_default(dispatch)
+        .map_err(|e| Error::internal(format!("cannot install the log subscriber: {e}")))?;
     log_panics();
     Ok(())
 }
+
+#[cfg(feature = "otel")]
+pub(crate) use otel::tracing_active;
+#[cfg(feature = "otel")]
+pub use otel::{Sampler, TracingConfig, TracingProtocol, flush_traces};
+
+/// Sends the spans not yet exported and waits for the collector (at most a
+/// few seconds); nothing without the `otel` feature or when tracing is not
+/// configured. The runtime calls it at the end of a graceful shutdown.
+#[cfg(not(feature = "otel"))]
+pub fn flush_traces() {}
+
+#[cfg(feature = "telemetry")]
+mod ids;
+#[cfg(feature = "otel")]
+mod otel;
 
 /// Makes a panic one `error` event (target `panic`: message, location, and
 /// the backtrace when `RUST_BACKTRACE` asks for one) in the log's format,
