@@ -4,13 +4,15 @@
 //! of the test's own with certificates it makes, trusted through
 //! `KEEL_TLS_CA_FILE`. Orders placed over HTTP get their shipments from
 //! `shop worker` through JetStream, reads are cached in Redis, `/health`
-//! is healthy; with another authority the shop refuses to start, naming
-//! the server.
+//! is healthy, traces reach a collector (one trace from `POST /orders` to
+//! the worker's handling) and gRPC health serves; with another authority
+//! the shop refuses to start, naming the server.
 
 mod common;
 
 use std::process::Stdio;
 
+use common::otlp::receiver;
 use common::{
     command, place_orders, post, sigterm_and_wait, sigterm_child, start_with, start_worker,
     wait_for_shipments,
@@ -32,20 +34,55 @@ async fn shop_over_tls(certs: &Certs, database_url: &str) {
         nats.url("tls", "localhost"),
     );
     let ca = certs.ca.display().to_string();
+    let (otlp, spans) = receiver().await;
     let env = [
         ("DATABASE_URL", database_url),
         ("REDIS_URL", redis_url.as_str()),
         ("NATS_URL", nats_url.as_str()),
         ("KEEL_TLS_CA_FILE", ca.as_str()),
         ("KEEL_PAGE_TOKEN_SECRET", SECRET),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
     ];
-    let server = start_with(&dir, None, &env);
+    let grpc = format!("127.0.0.1:{}", keel_tests::RedisServer::free_port());
+    let mut serve_env = env.to_vec();
+    serve_env.push(("KEEL_GRPC_HEALTH_BIND", grpc.as_str()));
+    let server = start_with(&dir, None, &serve_env);
     let client = reqwest::Client::new();
     let base = server.url.clone();
 
     let (first, second) = place_orders(&client, &base).await;
     let mut worker = start_worker(&dir, &env);
     wait_for_shipments(&client, &base, &[(first, "pending"), (second, "cancelled")]).await;
+
+    // gRPC health serves beside the TLS connections.
+    let channel = tonic::transport::Channel::from_shared(format!("http://{grpc}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("gRPC health answers");
+    // Within a few seconds: on a loaded machine a check round over TLS can
+    // run late.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status();
+        if status == tonic_health::pb::health_check_response::ServingStatus::Serving {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gRPC health: {status:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     let lamp = post(
         &client,
@@ -87,6 +124,24 @@ async fn shop_over_tls(certs: &Certs, database_url: &str) {
         .await
         .unwrap();
     assert!(status.success());
+
+    // Traced over TLS too: an order's request and the worker's handling of
+    // its event share one trace.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let exported = spans.lock().unwrap().clone();
+    let traced = exported
+        .iter()
+        .filter(|s| s.name == "POST /orders")
+        .any(|request| {
+            exported
+                .iter()
+                .any(|s| s.trace_id == request.trace_id && s.name == "process shop.order.placed")
+        });
+    assert!(
+        traced,
+        "no trace from POST /orders to the worker in {} spans",
+        exported.len()
+    );
 
     // Another authority: the shop does not start, and says why.
     let other = certs.other_ca.display().to_string();

@@ -6,92 +6,11 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::routing::post;
+use common::otlp::{Exported, receiver};
 use common::{sigterm_and_wait, sigterm_child, start_with, wait_for_shipments};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
-use prost::Message;
 use serde_json::json;
-
-/// One exported span, as the receiver decoded it.
-#[derive(Clone, Debug)]
-struct Exported {
-    service: String,
-    trace_id: String,
-    span_id: String,
-    parent: String,
-    name: String,
-    attributes: HashMap<String, String>,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn text(value: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
-    match value.and_then(|v| v.value.as_ref()) {
-        Some(AnyValue::StringValue(s)) => s.clone(),
-        Some(AnyValue::IntValue(i)) => i.to_string(),
-        Some(AnyValue::BoolValue(b)) => b.to_string(),
-        Some(AnyValue::DoubleValue(d)) => d.to_string(),
-        _ => String::new(),
-    }
-}
-
-/// An OTLP/HTTP trace receiver on a free loopback port.
-async fn receiver() -> (String, Arc<Mutex<Vec<Exported>>>) {
-    let spans: Arc<Mutex<Vec<Exported>>> = Arc::default();
-    let store = spans.clone();
-    let app = axum::Router::new().route(
-        "/v1/traces",
-        post(move |body: Bytes| {
-            let store = store.clone();
-            async move {
-                let request = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
-                let mut store = store.lock().unwrap();
-                for resource in request.resource_spans {
-                    let service = resource
-                        .resource
-                        .iter()
-                        .flat_map(|r| &r.attributes)
-                        .find(|a| a.key == "service.name")
-                        .map(|a| text(a.value.as_ref()))
-                        .unwrap_or_default();
-                    for scope in resource.scope_spans {
-                        for span in scope.spans {
-                            store.push(Exported {
-                                service: service.clone(),
-                                trace_id: hex(&span.trace_id),
-                                span_id: hex(&span.span_id),
-                                parent: hex(&span.parent_span_id),
-                                name: span.name,
-                                attributes: span
-                                    .attributes
-                                    .iter()
-                                    .map(|a| (a.key.clone(), text(a.value.as_ref())))
-                                    .collect(),
-                            });
-                        }
-                    }
-                }
-                // An empty ExportTraceServiceResponse.
-                (
-                    [("content-type", "application/x-protobuf")],
-                    Vec::<u8>::new(),
-                )
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, spans)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_from_post_orders_through_the_outbox_and_nats_to_the_worker() {
