@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::otlp::{Exported, receiver};
+use common::otlp::{Exported, grpc_receiver, receiver};
 use common::{sigterm_and_wait, sigterm_child, start_with, wait_for_shipments};
 use serde_json::json;
 
@@ -291,6 +291,50 @@ async fn bad_tracing_settings_fail_at_start_up_and_a_refusing_collector_costs_no
         stopping.elapsed() < Duration::from_secs(15),
         "the shop took {:?} to stop",
         stopping.elapsed()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`: the same spans reach a collector's
+/// OTLP trace service over gRPC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_exported_over_grpc_too() {
+    let (otlp, spans) = grpc_receiver().await;
+    let dir = std::env::temp_dir().join(format!("shop-traces-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = start_with(
+        &dir,
+        None,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_SERVICE_NAME", "shop-grpc"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    let created = reqwest::Client::new()
+        .post(format!("{}/products", server.url))
+        .json(&json!({"sku": "G-1", "name": "Over gRPC", "price_cents": 1, "stock": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    assert!(
+        tokio::task::spawn_blocking(move || sigterm_and_wait(server))
+            .await
+            .unwrap()
+            .success()
+    );
+    let all = spans.lock().unwrap().clone();
+    let request = all
+        .iter()
+        .find(|s| s.name == "POST /products")
+        .unwrap_or_else(|| panic!("no request span among {} spans", all.len()));
+    assert_eq!(request.service, "shop-grpc");
+    assert!(
+        all.iter()
+            .any(|s| s.name == "product.create" && s.parent == request.span_id),
+        "the operation is the request's child"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
