@@ -112,7 +112,7 @@ common="RUST_LOG=warn KEEL_DB_MAX_CONNECTIONS=16 KEEL_PAGE_TOKEN_SECRET=bench-se
 plain="DATABASE_URL=$PG?sslmode=disable"
 # PostgreSQL's own (self-signed) certificate as the authority of its URL;
 # the test CA for Redis (KEEL_TLS_CA_FILE: connections whose URL names none).
-tls_db="DATABASE_URL=$PG?sslmode=verify-ca&sslrootcert=/etc/ssl/certs/ssl-cert-snakeoil.pem"
+tls_db="DATABASE_URL='$PG?sslmode=verify-ca&sslrootcert=/etc/ssl/certs/ssl-cert-snakeoil.pem'"
 tls_redis="REDIS_URL=rediss://127.0.0.1:$TLS_REDIS_PORT KEEL_TLS_CA_FILE=$RUN/ca.pem"
 otel="OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK_PORT"
 SERVERS=$RUN/servers.tsv
@@ -132,7 +132,7 @@ SERVERS=$RUN/servers.tsv
 } > "$SERVERS"
 
 OUT=${OUT:-$BENCH_DIR/results/tls-tracing-$(date -u +%Y%m%dT%H%M%SZ)}
-export OUT ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-10s} ORDER="get get_cached patch"
+export OUT ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-10s} ORDER=${ORDER:-get get_cached patch}
 "$BENCH_DIR/compare.sh" "$SERVERS"
 cp "$RUN/sink.txt" "$OUT/otlp-sink.txt" 2>/dev/null || true
 echo "# results in $OUT (the OTLP sink received: $(cat "$RUN/sink.txt" 2>/dev/null))" >&2
