@@ -9,6 +9,7 @@
 //! (`all`, or a comma-separated list such as `postgres,mysql`): then the run fails.
 
 pub mod entities;
+pub mod otlp;
 mod pg;
 pub mod tls;
 

@@ -12,11 +12,11 @@ mod common;
 
 use std::process::Stdio;
 
-use common::otlp::receiver;
 use common::{
     command, place_orders, post, sigterm_and_wait, sigterm_child, start_with, start_worker,
     wait_for_shipments,
 };
+use keel_tests::otlp::receiver;
 use keel_tests::tls::{Certs, TlsMariaDb, TlsNats, TlsPostgres, TlsRedis};
 use serde_json::{Value, json};
 

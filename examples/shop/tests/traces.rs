@@ -8,8 +8,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::otlp::{Exported, grpc_receiver, receiver};
 use common::{sigterm_and_wait, sigterm_child, start_with, wait_for_shipments};
+use keel_tests::otlp::{Exported, grpc_receiver, receiver};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,7 +235,11 @@ async fn bad_tracing_settings_fail_at_start_up_and_a_refusing_collector_costs_no
         (("OTEL_TRACES_EXPORTER", "zipkin"), "OTEL_TRACES_EXPORTER"),
         (
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
-            "http:// or https://",
+            "an http:// URL",
+        ),
+        (
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
+            "asks for TLS",
         ),
     ] {
         let mut env = vec![endpoint, ("OTEL_TRACES_SAMPLER", "traceidratio")];

@@ -46,13 +46,44 @@ impl LogFormat {
 /// queue, exports are retried with backoff a bounded number of times,
 /// then dropped, and no request ever waits on them.
 pub fn init_logging(format: LogFormat) -> Result<()> {
+    #[cfg(feature = "otel")]
+    {
+        init_logging_with(format, TracingConfig::from_env()?)
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        install(format)
+    }
+}
+
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+/// [`init_logging`] with tracing as given (`None`: no traces) instead of as
+/// the `OTEL_*` variables say.
+///
+/// ```no_run
+/// use keel::telemetry::{LogFormat, Sampler, TracingConfig, init_logging_with};
+///
+/// # #[tokio::main] async fn main() -> keel::Result<()> {
+/// let tracing = TracingConfig::http("http://127.0.0.1:4318")?
+///     .sampler(Sampler::ParentBasedTraceIdRatio(0.1));
+/// init_logging_with(LogFormat::Json, Some(tracing))?;
+/// # Ok(()) }
+/// ```
+pub fn init_logging_with(format: LogFormat, tracing: Option<TracingConfig>) -> Result<()> {
+    install(format, tracing)
+}
+
+#[cfg(feature = "telemetry")]
+fn install(
+    format: LogFormat,
+    #[cfg(feature = "otel")] tracing: Option<TracingConfig>,
+) -> Result<()> {
     use tracing_subscriber::EnvFilter;
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
 
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    #[cfg(feature = "otel")]
-    let tracing = TracingConfig::from_env()?;
     let fmt = tracing_subscriber::fmt::layer();
     let fmt = match format {
         LogFormat::Text => fmt

@@ -51,11 +51,57 @@ pub struct TracingConfig {
     pub protocol: TracingProtocol,
     /// The sampler.
     pub sampler: Sampler,
-    /// The collector's address as configured
-    /// (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT`); `None`: the protocol's default on
-    /// localhost.
+    /// Where spans are sent: the trace service's URL (for HTTP, with its
+    /// `/v1/traces` path); `None`: the protocol's default on localhost.
     pub endpoint: Option<String>,
+}
+
+impl TracingConfig {
+    /// Every trace (`parentbased_always_on`) over OTLP/HTTP to the collector
+    /// at `base` (`http://host:4318`; spans go to `{base}/v1/traces`).
+    pub fn http(base: &str) -> Result<TracingConfig> {
+        let base = check_endpoint(base)?;
+        Ok(TracingConfig {
+            protocol: TracingProtocol::HttpProtobuf,
+            sampler: Sampler::ParentBasedAlwaysOn,
+            endpoint: Some(format!("{}/v1/traces", base.trim_end_matches('/'))),
+        })
+    }
+
+    /// Every trace (`parentbased_always_on`) over OTLP/gRPC to the
+    /// collector at `url` (`http://host:4317`).
+    pub fn grpc(url: &str) -> Result<TracingConfig> {
+        Ok(TracingConfig {
+            protocol: TracingProtocol::Grpc,
+            sampler: Sampler::ParentBasedAlwaysOn,
+            endpoint: Some(check_endpoint(url)?.to_owned()),
+        })
+    }
+
+    /// With `sampler`.
+    #[must_use]
+    pub fn sampler(mut self, sampler: Sampler) -> TracingConfig {
+        self.sampler = sampler;
+        self
+    }
+}
+
+/// An endpoint the exporter can reach: `http://` (it has no TLS client).
+fn check_endpoint(endpoint: &str) -> Result<&str> {
+    if endpoint.starts_with("https://") {
+        // The exporter is built without a TLS client: an https collector
+        // would fail every export, silently but for a log line. Said here.
+        return Err(config_error(format!(
+            "the OTLP endpoint {endpoint:?} asks for TLS, which this build's exporter \
+             does not have: send to a collector on the node or in the pod over http://"
+        )));
+    }
+    if !endpoint.starts_with("http://") {
+        return Err(config_error(format!(
+            "the OTLP endpoint must be an http:// URL, not {endpoint:?}"
+        )));
+    }
+    Ok(endpoint)
 }
 
 fn var(name: &str) -> Option<String> {
@@ -74,7 +120,7 @@ impl TracingConfig {
     ///
     /// | variable | meaning | default |
     /// |---|---|---|
-    /// | `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` | the collector; setting one turns tracing on | off |
+    /// | `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` | the collector (`http://`: the exporter has no TLS client); setting one turns tracing on | off |
     /// | `OTEL_TRACES_EXPORTER` | `otlp` (on, with the default endpoint) or `none` (off) | `otlp` when an endpoint is set |
     /// | `OTEL_SDK_DISABLED` | `true`: off whatever else is set | `false` |
     /// | `OTEL_EXPORTER_OTLP_PROTOCOL` / `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` | `http/protobuf` or `grpc` | `http/protobuf` |
@@ -98,17 +144,13 @@ impl TracingConfig {
                 )));
             }
         }
-        let endpoint = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-            .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"));
-        if endpoint.is_none() && exporter.is_none() {
+        let traces_endpoint = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+        let base_endpoint = var("OTEL_EXPORTER_OTLP_ENDPOINT");
+        if traces_endpoint.is_none() && base_endpoint.is_none() && exporter.is_none() {
             return Ok(None);
         }
-        if let Some(endpoint) = &endpoint
-            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
-        {
-            return Err(config_error(format!(
-                "the OTLP endpoint must be an http:// or https:// URL, not {endpoint:?}"
-            )));
+        for endpoint in traces_endpoint.iter().chain(&base_endpoint) {
+            check_endpoint(endpoint)?;
         }
         let protocol = match var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
             .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"))
@@ -121,6 +163,15 @@ impl TracingConfig {
                     "OTEL_EXPORTER_OTLP_PROTOCOL must be http/protobuf or grpc, not {other:?}"
                 )));
             }
+        };
+        // As the specification says: the signal's own variable is the
+        // URL; the general one is a base, to which HTTP adds the path.
+        let endpoint = match (traces_endpoint, base_endpoint) {
+            (Some(url), _) => Some(url),
+            (None, Some(base)) if protocol == TracingProtocol::HttpProtobuf => {
+                Some(format!("{}/v1/traces", base.trim_end_matches('/')))
+            }
+            (None, base) => base,
         };
         Ok(Some(TracingConfig {
             protocol,
@@ -194,17 +245,26 @@ where
     use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig as _};
 
     let exporter = match config.protocol {
-        TracingProtocol::HttpProtobuf => SpanExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .build(),
+        TracingProtocol::HttpProtobuf => {
+            let builder = SpanExporter::builder()
+                .with_http()
+                .with_protocol(Protocol::HttpBinary);
+            match &config.endpoint {
+                Some(url) => builder.with_endpoint(url).build(),
+                None => builder.build(),
+            }
+        }
         TracingProtocol::Grpc => {
             if tokio::runtime::Handle::try_current().is_err() {
                 return Err(config_error(
                     "OTLP over gRPC needs a Tokio runtime: set up tracing inside it".to_owned(),
                 ));
             }
-            SpanExporter::builder().with_tonic().build()
+            let builder = SpanExporter::builder().with_tonic();
+            match &config.endpoint {
+                Some(url) => builder.with_endpoint(url).build(),
+                None => builder.build(),
+            }
         }
     }
     .map_err(|e| config_error(format!("cannot set up the OTLP exporter: {e}")))?;

@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-pub(crate) mod otlp;
-
 /// A running `shop serve`.
 pub(crate) struct Running {
     /// The process.

@@ -1,5 +1,5 @@
-//! An OTLP/HTTP trace receiver for the tests: it decodes what the shop
-//! exports (opentelemetry-proto) and keeps each span.
+//! OTLP trace receivers for the tests, over HTTP/protobuf and over gRPC:
+//! each decodes what it is sent (opentelemetry-proto) and keeps each span.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,13 +17,19 @@ use prost::Message;
 
 /// One exported span, as the receiver decoded it.
 #[derive(Clone, Debug)]
-pub(crate) struct Exported {
-    pub(crate) service: String,
-    pub(crate) trace_id: String,
-    pub(crate) span_id: String,
-    pub(crate) parent: String,
-    pub(crate) name: String,
-    pub(crate) attributes: HashMap<String, String>,
+pub struct Exported {
+    /// The `service.name` of its resource.
+    pub service: String,
+    /// Its trace id, in hex.
+    pub trace_id: String,
+    /// Its span id, in hex.
+    pub span_id: String,
+    /// Its parent's span id, in hex (empty for a root).
+    pub parent: String,
+    /// Its name.
+    pub name: String,
+    /// Its attributes, as text.
+    pub attributes: HashMap<String, String>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -71,7 +77,7 @@ fn keep(request: ExportTraceServiceRequest, store: &Mutex<Vec<Exported>>) {
 }
 
 /// An OTLP/HTTP trace receiver on a free loopback port.
-pub(crate) async fn receiver() -> (String, Arc<Mutex<Vec<Exported>>>) {
+pub async fn receiver() -> (String, Arc<Mutex<Vec<Exported>>>) {
     let spans: Arc<Mutex<Vec<Exported>>> = Arc::default();
     let store = spans.clone();
     let app = axum::Router::new().route(
@@ -110,7 +116,7 @@ impl TraceService for GrpcReceiver {
 }
 
 /// An OTLP/gRPC trace receiver on a free loopback port.
-pub(crate) async fn grpc_receiver() -> (String, Arc<Mutex<Vec<Exported>>>) {
+pub async fn grpc_receiver() -> (String, Arc<Mutex<Vec<Exported>>>) {
     let spans: Arc<Mutex<Vec<Exported>>> = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
