@@ -247,6 +247,11 @@ pub(crate) mod otel {
     use super::TraceContext;
 
     pub(crate) fn current() -> Option<TraceContext> {
+        // Every event asks: without an exporter, answer before looking up
+        // the current span.
+        if !crate::telemetry::tracing_active() {
+            return None;
+        }
         let span = Span::current();
         if span.is_disabled() {
             return None;
